@@ -1,0 +1,41 @@
+# Single entry point. `make serve` = install + build artifacts + start TorchServe; `make test` = the test suite.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+PY       := .venv/bin/python
+CIFAKE   ?= ../shared/data/cifake
+MODEL    ?= model
+ARTIFACTS := build/artifacts
+SOURCES  := $(wildcard detector/*.py handlers/*.py handlers/*.yaml export/*.py) $(MODEL)/model.safetensors $(MODEL)/metadata.json
+
+.PHONY: setup build serve stop test train evaluate clean
+
+setup: .venv/.installed
+.venv/.installed: pyproject.toml uv.lock scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
+
+# TorchScript + ONNX (parity-checked on real CIFAKE test images), then one .mar per backend.
+build: model_store/SHA256SUMS
+model_store/SHA256SUMS: .venv/.installed $(SOURCES)
+	$(PY) -m export.export --model $(MODEL) --out $(ARTIFACTS) --parity-data $(CIFAKE)
+	$(PY) -m export.archive --artifacts $(ARTIFACTS) --model-store model_store
+
+serve: build
+	$(PY) -m ops.server start
+
+stop: .venv/.installed
+	$(PY) -m ops.server stop
+
+test: build
+	$(PY) -m pytest
+
+train: .venv/.installed
+	$(PY) -m training.train --config training/configs/first_model.toml --data $(CIFAKE) --resume
+
+evaluate: .venv/.installed
+	$(PY) -m training.evaluate --model $(MODEL) --data $(CIFAKE) --split test --out $(MODEL)/reports
+
+clean:
+	rm -rf build model_store/*.mar model_store/SHA256SUMS run

@@ -1,0 +1,81 @@
+"""Pack one TorchServe archive (.mar) per backend into the model store, with SHA-256 sums.
+
+    python -m export.archive --artifacts build/artifacts --model-store model_store
+
+Each archive holds the artifact, ``metadata.json``, the handler, the ``handlers`` and
+``detector`` packages it imports, and ``handlers/model-config.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from detector.metadata import METADATA_FILENAME, ModelMetadata
+from export.export import ONNX_NAME, TORCHSCRIPT_NAME
+
+REPO = Path(__file__).resolve().parent.parent
+HANDLER = REPO / "handlers" / "ai_detector_handler.py"
+MODEL_CONFIG = REPO / "handlers" / "model-config.yaml"
+PACKAGES = ("detector", "handlers")
+ARCHIVES = {"ai_detector": TORCHSCRIPT_NAME, "ai_detector_onnx": ONNX_NAME}
+SUMS_NAME = "SHA256SUMS"
+
+
+def stage_extra_files(stage: Path, metadata_path: Path) -> Path:
+    """The archiver copies a folder's children into the archive root: stage the packages there."""
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, stage / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.yaml", HANDLER.name))
+    shutil.copy2(metadata_path, stage / METADATA_FILENAME)
+    return stage
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_archives(artifacts: Path, model_store: Path, stage_root: Path = REPO / "build" / "stage") -> list[Path]:
+    """Run torch-model-archiver for each backend and record the archives' SHA-256 sums."""
+    metadata_path = artifacts / METADATA_FILENAME
+    version = ModelMetadata.load(metadata_path).version
+    extra = stage_extra_files(stage_root, metadata_path)
+    model_store.mkdir(parents=True, exist_ok=True)
+    built = []
+    for model_name, artifact in ARCHIVES.items():
+        command = [
+            str(Path(sys.executable).with_name("torch-model-archiver")),
+            "--model-name", model_name, "--version", version,
+            "--serialized-file", str(artifacts / artifact),
+            "--handler", str(HANDLER), "--extra-files", str(extra),
+            "--config-file", str(MODEL_CONFIG),
+            "--export-path", str(model_store), "--force",
+        ]
+        subprocess.run(command, check=True)
+        built.append(model_store / f"{model_name}.mar")
+        print(f"[archive] {built[-1]} ({built[-1].stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
+    sums = "".join(f"{sha256_file(p)}  {p.name}\n" for p in built)
+    (model_store / SUMS_NAME).write_text(sums)
+    return built
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifacts", type=Path, default=Path("build/artifacts"))
+    parser.add_argument("--model-store", type=Path, default=Path("model_store"))
+    args = parser.parse_args(argv)
+    build_archives(args.artifacts, args.model_store)
+
+
+if __name__ == "__main__":
+    main()

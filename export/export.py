@@ -1,0 +1,118 @@
+"""Export a checkpoint to TorchScript and ONNX and prove both match the eager model.
+
+    python -m export.export --model model --out build/artifacts --parity-data ../shared/data/cifake
+
+Parity runs on every export, on real test images: the max |delta probability| of each
+artifact against eager PyTorch is reported and the export fails above the tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from detector.data import CifakeSource, load_split
+from detector.metadata import METADATA_FILENAME
+from detector.model import AlignedClassifier, calibrated_probabilities, load_model, predict_logits
+from handlers.stages import load_backend
+
+TORCHSCRIPT_NAME = "ai_detector.pt"
+ONNX_NAME = "ai_detector.onnx"
+PARITY_NAME = "parity.json"
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+
+
+class ParityError(RuntimeError):
+    """An exported artifact disagrees with the eager model beyond tolerance."""
+
+
+def export_torchscript(model: AlignedClassifier, path: Path) -> Path:
+    scripted = torch.jit.freeze(torch.jit.script(model.eval()))
+    scripted.save(str(path))
+    return path
+
+
+def export_onnx(model: AlignedClassifier, path: Path, input_size: int) -> Path:
+    """ONNX with a dynamic batch axis and the weights inside the one file."""
+    example = torch.zeros(2, 3, input_size, input_size, dtype=torch.uint8)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    torch.onnx.export(model.eval(), (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                      dynamic_shapes={"images": {0: batch}}, external_data=False, dynamo=True, verbose=False)
+    return path
+
+
+def parity_images(source_path: Path, count: int, size: int, filter_name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded, class-balanced sample of real test images, aligned exactly as the server does."""
+    source = CifakeSource(source_path)
+    samples = source.split("test")
+    rng = np.random.default_rng(seed)
+    chosen = [samples[i] for i in np.sort(rng.choice(len(samples), min(count, len(samples)), replace=False))]
+    loaded = load_split(source, chosen, size, filter_name)
+    return loaded.images, loaded.labels
+
+
+def check_parity(model_dir: Path, artifacts: list[Path], images: np.ndarray, tolerance: float,
+                 batch_size: int = 64) -> dict[str, dict[str, float]]:
+    """Compare each artifact's calibrated probabilities with eager fp32; raise ParityError beyond tolerance."""
+    model, metadata = load_model(model_dir)
+    eager = calibrated_probabilities(predict_logits(model, torch.from_numpy(images), batch_size), metadata.temperature).numpy()
+    results = {}
+    for artifact in artifacts:
+        backend = load_backend(artifact, torch.device("cpu"), torch.get_num_threads())
+        logits = np.concatenate([backend(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+        probabilities = calibrated_probabilities(torch.from_numpy(logits), metadata.temperature).numpy()
+        delta = float(np.abs(probabilities - eager).max())
+        agreement = float((probabilities.argmax(1) == eager.argmax(1)).mean())
+        results[backend.name] = {"max_abs_delta_probability": delta, "label_agreement": agreement,
+                                 "images": int(len(images)), "tolerance": tolerance}
+        print(f"[parity] {backend.name}: max |dp| = {delta:.2e} over {len(images)} real test images, "
+              f"label agreement {agreement:.2%} (tolerance {tolerance:.0e})", file=sys.stderr, flush=True)
+    failures = {name: r for name, r in results.items() if not r["max_abs_delta_probability"] <= tolerance}
+    if failures:
+        raise ParityError(f"artifacts disagree with the eager model beyond {tolerance}: {json.dumps(failures)}")
+    return results
+
+
+def export_all(model_dir: Path, out_dir: Path, parity_data: Path, parity_count: int = 256,
+               tolerance: float = 1e-3) -> dict[str, Path]:
+    """Write both artifacts, the metadata beside them, and the parity report; fail loudly on mismatch."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, metadata = load_model(model_dir)
+    paths = {
+        "torchscript": export_torchscript(model, out_dir / TORCHSCRIPT_NAME),
+        "onnx": export_onnx(model, out_dir / ONNX_NAME, metadata.input_size),
+    }
+    shutil.copy2(Path(model_dir) / METADATA_FILENAME, out_dir / METADATA_FILENAME)
+    images, _ = parity_images(parity_data, parity_count, metadata.input_size, metadata.downsample_filter)
+    report = check_parity(model_dir, list(paths.values()), images, tolerance)
+    (out_dir / PARITY_NAME).write_text(json.dumps(report, indent=2) + "\n")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=Path("model"), help="folder with model.safetensors + metadata.json")
+    parser.add_argument("--out", type=Path, default=Path("build/artifacts"))
+    parser.add_argument("--parity-data", type=Path, default=Path("../shared/data/cifake"),
+                        help="CIFAKE folder/zip whose test split feeds the parity check")
+    parser.add_argument("--parity-images", type=int, default=256)
+    parser.add_argument("--tolerance", type=float, default=1e-3, help="max |delta probability| allowed (fp32)")
+    args = parser.parse_args(argv)
+    try:
+        paths = export_all(args.model, args.out, args.parity_data, args.parity_images, args.tolerance)
+    except ParityError as exc:
+        sys.exit(f"[export] PARITY FAILED: {exc}")
+    except FileNotFoundError as exc:
+        sys.exit(f"[export] {exc}\n[export] parity needs real CIFAKE test images: pass --parity-data PATH")
+    for name, path in paths.items():
+        print(f"[export] {name}: {path} ({path.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""TorchServe entry point for the AI-generated-image detector (TorchScript or ONNX, chosen by the archive).
+
+TorchServe requires exactly one class in this module; the stages it wires together
+live in ``handlers.stages`` so that unit tests can call them without a server.
+A bad input fails only its own request (4xx JSON); the rest of the dynamic batch is answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from detector.metadata import ModelMetadata
+from handlers.stages import (
+    REASON_PHRASES,
+    HandlerSettings,
+    PreparedBatch,
+    load_backend,
+    postprocess,
+    preprocess,
+    select_device,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class AIDetectorHandler:
+    """TorchServe entry point: wires the stages together and answers every request of a batch."""
+
+    def __init__(self) -> None:
+        self.initialized = False
+
+    def initialize(self, context: Any) -> None:
+        properties = context.system_properties
+        model_dir = Path(properties["model_dir"])
+        yaml_config = getattr(context, "model_yaml_config", None) or {}
+        self.settings = HandlerSettings.from_yaml(yaml_config.get("handler"))
+        torch.set_num_threads(self.settings.threads)
+        self.metadata = ModelMetadata.load(model_dir)
+        self.device = select_device(properties.get("gpu_id"))
+        artifact = model_dir / context.manifest["model"]["serializedFile"]
+        self.backend = load_backend(artifact, self.device, self.settings.threads)
+        self.initialized = True
+        logger.info("ai_detector %s: %s on %s, %d threads", self.metadata.version, self.backend.name,
+                    self.device, self.settings.threads)
+
+    def preprocess(self, requests: list[dict[str, Any]]) -> PreparedBatch:
+        return preprocess(requests, self.metadata, self.settings.limits)
+
+    def inference(self, prepared: PreparedBatch) -> np.ndarray:
+        if not prepared.positions:
+            return np.empty((0, len(self.metadata.class_names)), dtype=np.float32)
+        return self.backend(prepared.images)
+
+    def postprocess(self, logits: np.ndarray, prepared: PreparedBatch) -> list[dict[str, Any]]:
+        return postprocess(logits, prepared, self.metadata, self.backend.name)
+
+    def handle(self, requests: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        prepared = self.preprocess(requests)
+        logits = self.inference(prepared)
+        responses = self.postprocess(logits, prepared)
+        for position, error in prepared.errors.items():
+            context.set_response_status(error.status, REASON_PHRASES.get(error.status, "Bad Request"), idx=position)
+        logger.debug("batch of %d (%d rejected) in %.1f ms", len(requests), len(prepared.errors),
+                     (time.perf_counter() - started) * 1000)
+        return responses

@@ -1,0 +1,189 @@
+"""Stages of the TorchServe handler, as small functions that tests call without a server.
+
+
+* ``extract_image_bytes``  request dict -> image bytes (raw body, multipart ``data``, base64 JSON)
+* ``preprocess``           requests -> one uint8 batch (N,3,32,32) + per-request errors
+* ``Backend.__call__``     batch -> logits (one host->device copy; the upsample runs on the device)
+* ``postprocess``          logits -> calibrated JSON per request, errors left in their slots
+
+A bad input fails only its own request (4xx JSON); the rest of the dynamic batch is answered.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from detector.metadata import ModelMetadata
+from detector.model import calibrated_probabilities
+from detector.preprocessing import DecodeLimits, InvalidImageError, load_aligned
+
+logger = logging.getLogger(__name__)
+
+JSON_IMAGE_KEYS = ("image", "data", "b64")
+REASON_PHRASES = {400: "Bad Request", 413: "Payload Too Large", 415: "Unsupported Media Type"}
+
+
+@dataclass
+class PreparedBatch:
+    """Decoded images of the valid requests and the errors of the others, by request position."""
+
+    images: np.ndarray
+    positions: list[int]
+    errors: dict[int, InvalidImageError] = field(default_factory=dict)
+
+
+def _decode_base64_json(payload: Any) -> bytes:
+    if not isinstance(payload, dict):
+        raise InvalidImageError(f"JSON body must be an object with one of the keys {list(JSON_IMAGE_KEYS)}", kind="BadJson")
+    encoded = next((payload[k] for k in JSON_IMAGE_KEYS if k in payload), None)
+    if not isinstance(encoded, str):
+        raise InvalidImageError(f"JSON body needs a base64 string under one of {list(JSON_IMAGE_KEYS)}", kind="BadJson")
+    if encoded.startswith("data:") and "," in encoded:  # data URL
+        encoded = encoded.split(",", 1)[1]
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidImageError(f"invalid base64: {exc}", kind="BadBase64") from exc
+
+
+def extract_image_bytes(request: dict[str, Any]) -> bytes:
+    """Image bytes from a raw body, a multipart field ``data`` or a base64 JSON body."""
+    payload = request.get("data", request.get("body"))
+    if payload is None:
+        raise InvalidImageError(
+            "no image found: send raw bytes, a multipart field named 'data', or JSON {\"image\": \"<base64>\"}",
+            kind="MissingInput",
+        )
+    if isinstance(payload, (bytes, bytearray)):
+        if payload[:1] == b"{":  # JSON that TorchServe did not decode (wrong content type or decoding off)
+            try:
+                return _decode_base64_json(json.loads(payload))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                pass  # not JSON after all: let the image decoder judge the bytes
+        return bytes(payload)
+    if isinstance(payload, str):
+        raise InvalidImageError("text body: send the image bytes, or JSON with base64", status=415, kind="UnsupportedFormat")
+    return _decode_base64_json(payload)
+
+
+def preprocess(requests: list[dict[str, Any]], metadata: ModelMetadata, limits: DecodeLimits) -> PreparedBatch:
+    """Decode and align every request; failures are recorded, never raised."""
+    images, positions, errors = [], [], {}
+    for position, request in enumerate(requests):
+        try:
+            data = extract_image_bytes(request)
+            images.append(load_aligned(data, metadata.input_size, metadata.downsample_filter, limits).transpose(2, 0, 1))
+            positions.append(position)
+        except InvalidImageError as exc:
+            errors[position] = exc
+    size = metadata.input_size
+    batch = np.stack(images) if images else np.empty((0, 3, size, size), dtype=np.uint8)
+    return PreparedBatch(images=np.ascontiguousarray(batch), positions=positions, errors=errors)
+
+
+def error_body(error: InvalidImageError) -> dict[str, Any]:
+    return {"code": error.status, "type": error.kind, "message": str(error)}
+
+
+def postprocess(logits: np.ndarray, prepared: PreparedBatch, metadata: ModelMetadata, backend_name: str) -> list[dict[str, Any]]:
+    """One JSON-serialisable response per request, in request order."""
+    probabilities = calibrated_probabilities(torch.from_numpy(np.asarray(logits)), metadata.temperature).numpy()
+    slots: dict[int, dict[str, Any]] = {pos: error_body(err) for pos, err in prepared.errors.items()}
+    for row, position in enumerate(prepared.positions):
+        label_index = int(probabilities[row].argmax())
+        slots[position] = {
+            "label": metadata.class_names[label_index],
+            "probabilities": {name: float(probabilities[row, i]) for i, name in enumerate(metadata.class_names)},
+            "model_version": metadata.version,
+            "backend": backend_name,
+        }
+    return [slots[i] for i in range(len(slots))]
+
+
+class Backend(Protocol):
+    name: str
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class TorchScriptBackend:
+    """TorchScript module on CPU or one GPU; one host->device copy per batch."""
+
+    name = "torchscript"
+
+    def __init__(self, path: Path, device: torch.device) -> None:
+        self.device = device
+        self.module = torch.jit.load(str(path), map_location=device).eval()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(batch)
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory()
+        with torch.inference_mode():
+            return self.module(tensor.to(self.device, non_blocking=True)).float().cpu().numpy()
+
+
+class OnnxBackend:
+    """ONNX Runtime session: CUDA provider when a GPU is assigned, CPU provider otherwise."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path, device: torch.device, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
+        logger.info("ONNX Runtime providers: %s", self.session.get_providers())
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]
+
+
+def select_device(gpu_id: int | None) -> torch.device:
+    """The GPU TorchServe assigned to this worker, if any and usable; else the CPU."""
+    if gpu_id is not None and torch.cuda.is_available():
+        return torch.device("cuda", int(gpu_id))
+    return torch.device("cpu")
+
+
+def load_backend(artifact: Path, device: torch.device, threads: int) -> Backend:
+    """Pick the runtime from the serialized file's suffix (the archive decides)."""
+    if artifact.suffix == ".onnx":
+        return OnnxBackend(artifact, device, threads)
+    if artifact.suffix in (".pt", ".ts"):
+        return TorchScriptBackend(artifact, device)
+    raise ValueError(f"unsupported artifact {artifact.name}: expected .pt (TorchScript) or .onnx")
+
+
+@dataclass(frozen=True)
+class HandlerSettings:
+    """Handler options from the archive's model-config.yaml ``handler`` section."""
+
+    limits: DecodeLimits
+    threads: int
+
+    @classmethod
+    def from_yaml(cls, section: dict[str, Any] | None) -> "HandlerSettings":
+        section = dict(section or {})
+        threads = int(section.pop("intra_op_threads", 0)) or (os.cpu_count() or 1)
+        known = {"max_image_bytes": "max_bytes", "max_image_pixels": "max_pixels", "max_image_side": "max_side"}
+        unknown = set(section) - set(known)
+        if unknown:
+            raise ValueError(f"unknown handler settings: {sorted(unknown)}")
+        return cls(limits=DecodeLimits(**{known[k]: int(v) for k, v in section.items()}), threads=threads)

@@ -1,0 +1,75 @@
+"""Python client for the served detector; reads TorchServe's token file automatically.
+
+    from ops.client import DetectorClient
+    print(DetectorClient().predict("cat.jpg"))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+KEY_FILE_ENV = "AI_DETECTOR_KEY_FILE"
+
+
+def default_key_file() -> Path:
+    """``$AI_DETECTOR_KEY_FILE``, else ``run/key_file.json`` where ``make serve`` starts TorchServe."""
+    return Path(os.environ.get(KEY_FILE_ENV, REPO / "run" / "key_file.json"))
+
+
+def read_keys(key_file: Path | None = None) -> dict[str, str]:
+    """{'inference': key, 'management': key, 'API': key} from TorchServe's key_file.json."""
+    path = Path(key_file or default_key_file())
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"no TorchServe key file at {path}: is the server running (make serve)? "
+                                f"Set {KEY_FILE_ENV} to point elsewhere.") from exc
+    return {name: entry["key"] for name, entry in raw.items()}
+
+
+class DetectorClient:
+    """Inference and management calls with the bearer tokens filled in."""
+
+    def __init__(self, inference_url: str = "http://127.0.0.1:8080", management_url: str = "http://127.0.0.1:8081",
+                 key_file: Path | None = None, model: str = "ai_detector", timeout: float = 60.0) -> None:
+        self.inference_url = inference_url.rstrip("/")
+        self.management_url = management_url.rstrip("/")
+        self.key_file = key_file
+        self.model = model
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def _headers(self, kind: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {read_keys(self.key_file)[kind]}"}
+
+    def predict_response(self, image: bytes | str | Path, model: str | None = None) -> requests.Response:
+        """POST the raw image bytes; returns the HTTP response whatever its status."""
+        data = image if isinstance(image, bytes) else Path(image).read_bytes()
+        return self.session.post(f"{self.inference_url}/predictions/{model or self.model}", data=data,
+                                 headers=self._headers("inference"), timeout=self.timeout)
+
+    def predict(self, image: bytes | str | Path, model: str | None = None) -> dict[str, Any]:
+        """The prediction JSON; raises ``requests.HTTPError`` carrying the server's JSON error."""
+        response = self.predict_response(image, model)
+        response.raise_for_status()
+        return response.json()
+
+    def management(self, method: str, path: str, **params: Any) -> requests.Response:
+        response = self.session.request(method, f"{self.management_url}/{path.lstrip('/')}", params=params,
+                                        headers=self._headers("management"), timeout=self.timeout)
+        response.raise_for_status()
+        return response
+
+    def describe(self, model: str | None = None) -> list[dict[str, Any]]:
+        return self.management("GET", f"models/{model or self.model}").json()
+
+    def scale_workers(self, min_worker: int, max_worker: int | None = None, model: str | None = None) -> dict[str, Any]:
+        """Synchronously scale workers (returns once they are up)."""
+        return self.management("PUT", f"models/{model or self.model}", min_worker=min_worker,
+                               max_worker=max_worker or min_worker, synchronous="true").json()

@@ -1,0 +1,121 @@
+"""Training configuration: dataclass defaults -> TOML/JSON file -> CLI flags; unknown keys are errors."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Phase:
+    """A stretch of training at one alignment size (progressive resizing)."""
+
+    align_size: int
+    epochs: int
+    max_images_per_epoch: int | None = None  # cap for a cheap partial epoch (e.g. a 224 fine-tune)
+
+
+@dataclass
+class TrainConfig:
+    data: str = "../shared/data/cifake"   # Kaggle-layout folder, a zip, or a folder of zips
+    output: str = "runs/resnet18"
+    architecture: str = "resnet18"
+    final_align_size: int = 224           # size the shipped model runs at (metadata.align_size)
+    phases: list[Phase] = field(default_factory=lambda: [Phase(112, 3), Phase(224, 1, 30000)])
+    seed: int = 0
+    val_fraction: float = 0.05
+    max_train_images: int | None = None   # subset of train (smoke tests)
+    max_val_images: int | None = None
+    batch_size: int = 128
+    eval_batch_size: int = 256
+    lr: float = 0.1                       # peak of the one-cycle schedule (SGD, Nesterov)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_fraction: float = 0.2
+    label_smoothing: float = 0.0
+    crop_padding: int = 4                 # random-crop augmentation (reflect padding), 0 disables
+    horizontal_flip: bool = True
+    precision: str = "auto"               # auto (bf16 on CPU, bf16/fp16 on CUDA), bf16, fp16, fp32
+    channels_last: bool = True
+    device: str = "auto"
+    num_threads: int | None = None
+    patience: int = 2                     # early stopping: epochs without val-accuracy improvement
+    log_every: int = 50
+    version: str = "0.1.0"
+
+
+def _phase_from(value: Any) -> Phase:
+    if isinstance(value, Phase):
+        return value
+    if isinstance(value, dict):
+        unknown = set(value) - {f.name for f in dataclasses.fields(Phase)}
+        if unknown:
+            raise ValueError(f"unknown phase keys: {sorted(unknown)}")
+        return Phase(**value)
+    raise ValueError(f"a phase must be a table, got {value!r}")
+
+
+def parse_phases(text: str) -> list[Phase]:
+    """``112:3,224:1:30000`` -> phases (align_size:epochs[:max_images_per_epoch])."""
+    phases = []
+    for item in text.split(","):
+        parts = [int(p) for p in item.split(":")]
+        if len(parts) not in (2, 3):
+            raise argparse.ArgumentTypeError(f"bad phase {item!r}: use SIZE:EPOCHS[:MAX_IMAGES]")
+        phases.append(Phase(*parts))
+    return phases
+
+
+def merge(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+    """Return ``config`` updated with ``values``; unknown keys raise."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown config keys: {sorted(unknown)}")
+    updated = dataclasses.replace(config, **values)
+    updated.phases = [_phase_from(p) for p in updated.phases]
+    return updated
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    text = Path(path).read_text()
+    return tomllib.loads(text) if str(path).endswith(".toml") else json.loads(text)
+
+
+def _flag_type(field_type: str):
+    base = field_type.replace(" | None", "")
+    return {"int": int, "float": float, "str": str}.get(base)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML or JSON file; its keys override the defaults")
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt if it exists")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "phases":
+            parser.add_argument(flag, type=parse_phases, help="SIZE:EPOCHS[:MAX_IMAGES],... e.g. 112:3,224:1:30000")
+        elif f.type == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            parser.add_argument(flag, type=_flag_type(str(f.type)), default=None)
+    return parser
+
+
+def resolve(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
+    """Defaults, then the file, then the flags that were given."""
+    args = build_parser().parse_args(argv)
+    config = TrainConfig()
+    if args.config:
+        config = merge(config, load_file(args.config))
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+    return merge(config, flags), args
+
+
+def to_json(config: TrainConfig) -> str:
+    return json.dumps(dataclasses.asdict(config), indent=2) + "\n"

@@ -1,0 +1,239 @@
+"""Train the REAL-vs-FAKE detector on CIFAKE (any folder/zip in the Kaggle layout).
+
+    python -m training.train --config training/configs/first_model.toml --resume
+
+Progressive resizing (phases at growing alignment sizes), one-cycle SGD, bf16/fp16
+autocast, channels_last, random-crop/flip augmentation on the device, early stopping
+on validation accuracy, a resumable checkpoint every epoch (loadable with
+``weights_only=True``), and at the end a temperature fitted on the validation split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from detector.data import CifakeSource, dataset_sha256, load_split, stratified_split
+from detector.metadata import ModelMetadata
+from detector.model import AlignedClassifier, autocast_dtype, load_model, predict_logits, save_weights
+from training.config import TrainConfig, resolve, to_json
+from training.metrics import classification_report, fit_temperature
+
+CHECKPOINT_NAME = "last.pt"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def augment(images: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random reflect-padded crops and horizontal flips, per sample, on the batch's device."""
+    x = images.float()
+    n, _, height, width = x.shape
+    if padding:
+        padded = F.pad(x, (padding,) * 4, mode="reflect")
+        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
+        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
+        rows = (dy[:, None] + torch.arange(height, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(width, device=x.device))[:, None, None, :]
+        batch = torch.arange(n, device=x.device)[:, None, None, None]
+        channels = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        x = padded[batch, channels, rows, cols]
+    if flip:
+        mask = (torch.rand(n, generator=generator) < 0.5).to(x.device)[:, None, None, None]
+        x = torch.where(mask, x.flip(-1), x)
+    return x
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    phase: int
+    align_size: int
+    images: int
+
+
+def plan_epochs(config: TrainConfig, train_count: int) -> list[EpochPlan]:
+    plan = []
+    for index, phase in enumerate(config.phases):
+        images = min(train_count, phase.max_images_per_epoch or train_count)
+        plan.extend(EpochPlan(index, phase.align_size, images) for _ in range(phase.epochs))
+    return plan
+
+
+def validate_config(config: TrainConfig) -> None:
+    if not config.phases or config.phases[-1].align_size != config.final_align_size:
+        raise ValueError("the last phase must train at final_align_size, the size the model ships at")
+
+
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Run the whole recipe; returns the output folder holding weights, metadata and logs."""
+    validate_config(config)
+    started = time.monotonic()
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "config.json").write_text(to_json(config))
+    device = pick_device(config.device)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    torch.manual_seed(config.seed)
+    metadata = ModelMetadata(architecture=config.architecture, align_size=config.final_align_size, version=config.version)
+
+    source = CifakeSource(config.data, metadata.class_names)
+    train_samples = source.split("train")
+    train_idx, val_idx = stratified_split(np.array([s.label for s in train_samples]), config.val_fraction, config.seed)
+    rng = np.random.default_rng(config.seed)
+    if config.max_train_images:
+        train_idx = np.sort(rng.choice(train_idx, min(config.max_train_images, len(train_idx)), replace=False))
+    if config.max_val_images:
+        val_idx = np.sort(rng.choice(val_idx, min(config.max_val_images, len(val_idx)), replace=False))
+    log(f"[data] {config.data}: {len(train_idx)} train / {len(val_idx)} validation images, device {device}")
+    train_data = load_split(source, [train_samples[i] for i in train_idx], metadata.input_size, metadata.downsample_filter, "train")
+    val_data = load_split(source, [train_samples[i] for i in val_idx], metadata.input_size, metadata.downsample_filter, "validation")
+    data_hash = dataset_sha256(train_data, val_data)
+
+    train_images = torch.from_numpy(train_data.images).to(device)
+    train_labels = torch.from_numpy(train_data.labels).to(device)
+    val_images = torch.from_numpy(val_data.images)
+
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = AlignedClassifier(metadata).to(device, memory_format=memory_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                nesterov=True, weight_decay=config.weight_decay)
+    plan = plan_epochs(config, len(train_images))
+    steps = [math.ceil(e.images / config.batch_size) for e in plan]
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=sum(steps),
+                                                    pct_start=config.warmup_fraction)
+    amp_dtype = autocast_dtype(device, config.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    state = {"epoch": 0, "phase": 0, "best_val_accuracy": -1.0, "stale_epochs": 0, "skip_phases_before": 0}
+
+    checkpoint_path = output / CHECKPOINT_NAME
+    if resume and checkpoint_path.exists():
+        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        state = json.loads(checkpoint["state"])
+        log(f"[resume] from {checkpoint_path}: {state['epoch']} of {len(plan)} epochs done")
+
+    generator = torch.Generator().manual_seed(config.seed)
+    for epoch in range(state["epoch"], len(plan)):
+        epoch_plan = plan[epoch]
+        generator.manual_seed(config.seed * 1000 + epoch)  # resumed runs see the same batches
+        if epoch_plan.phase < state["skip_phases_before"]:
+            for _ in range(steps[epoch]):
+                scheduler.step()
+            state["epoch"] = epoch + 1
+            continue
+        if epoch_plan.phase != state["phase"]:  # best and patience are tracked per phase
+            state.update(phase=epoch_plan.phase, best_val_accuracy=-1.0, stale_epochs=0)
+        model.align_size = epoch_plan.align_size
+        model.train()
+        order = torch.randperm(len(train_images), generator=generator)[: epoch_plan.images].to(device)
+        epoch_start, seen, running_loss = time.monotonic(), 0, 0.0
+        for step in range(steps[epoch]):
+            index = order[step * config.batch_size:(step + 1) * config.batch_size]
+            images = augment(train_images[index], config.crop_padding, config.horizontal_flip, generator)
+            images = images.contiguous(memory_format=memory_format)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                loss = F.cross_entropy(model(images), train_labels[index], label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            seen += len(index)
+            running_loss += loss.item() * len(index)
+            if (step + 1) % config.log_every == 0 or step + 1 == steps[epoch]:
+                rate = seen / (time.monotonic() - epoch_start)
+                eta = _eta_seconds(plan, epoch, seen, rate)
+                log(f"[train] epoch {epoch + 1}/{len(plan)} align {epoch_plan.align_size} "
+                    f"step {step + 1}/{steps[epoch]} | {rate:.0f} img/s | loss {running_loss / seen:.4f} "
+                    f"| lr {scheduler.get_last_lr()[0]:.4f} | ETA {_clock(eta)}")
+
+        model.eval()
+        val_logits = predict_logits(model, val_images, config.eval_batch_size, config.precision)
+        val_accuracy = float((val_logits.argmax(1).numpy() == val_data.labels).mean())
+        record = {"epoch": epoch + 1, "align_size": epoch_plan.align_size, "train_loss": running_loss / max(seen, 1),
+                  "val_accuracy": val_accuracy, "seconds": time.monotonic() - epoch_start}
+        with open(output / "train_log.jsonl", "a") as history_file:
+            history_file.write(json.dumps(record) + "\n")
+        final_phase = epoch_plan.phase == len(config.phases) - 1
+        improved = val_accuracy > state["best_val_accuracy"]
+        state["stale_epochs"] = 0 if improved else state["stale_epochs"] + 1
+        state["best_val_accuracy"] = max(val_accuracy, state["best_val_accuracy"])
+        if final_phase and improved:
+            save_weights(model, output)
+        log(f"[val] epoch {epoch + 1}: accuracy {val_accuracy:.4%} (best {state['best_val_accuracy']:.4%})"
+            f"{' -> saved' if final_phase and improved else ''}")
+        if state["stale_epochs"] >= config.patience:
+            log(f"[early-stop] no improvement for {config.patience} epochs: ending phase {epoch_plan.phase + 1}")
+            state["skip_phases_before"] = epoch_plan.phase + 1
+        state["epoch"] = epoch + 1
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(), "state": json.dumps(state)}, checkpoint_path)
+
+    return finalise(output, metadata, val_images, val_data.labels, config, data_hash, time.monotonic() - started, device)
+
+
+def finalise(output: Path, metadata: ModelMetadata, val_images: torch.Tensor, val_labels: np.ndarray,
+             config: TrainConfig, data_hash: str, wall_seconds: float, device: torch.device) -> Path:
+    """Fit the temperature on validation and write the metadata that ships with the weights."""
+    metadata.save(output)
+    model, _ = load_model(output, device)
+    logits = predict_logits(model, val_images, config.eval_batch_size, "fp32")
+    temperature = fit_temperature(logits, val_labels)
+    report = classification_report(logits, val_labels, metadata.class_names, temperature)
+    uncalibrated = classification_report(logits, val_labels, metadata.class_names, 1.0)
+    metrics = {
+        "validation": {k: report[k] for k in ("count", "accuracy", "roc_auc", "ece", "nll")},
+        "validation_ece_before_calibration": uncalibrated["ece"],
+        "training": {"wall_seconds": round(wall_seconds, 1), "device": str(device), "threads": torch.get_num_threads(),
+                     "machine": f"{platform.processor() or platform.machine()} x{os.cpu_count()}",
+                     "torch": torch.__version__},
+    }
+    final = replace(metadata, temperature=temperature, training_data_sha256=data_hash, metrics=metrics)
+    final.save(output)
+    log(f"[done] validation accuracy {report['accuracy']:.4%}, temperature {temperature:.3f}, "
+        f"ECE {uncalibrated['ece']:.4f} -> {report['ece']:.4f}; wrote {output}")
+    return output
+
+
+def _eta_seconds(plan: list[EpochPlan], epoch: int, seen: int, rate: float) -> float:
+    """Remaining time, scaling the measured rate by pixel count for later phases."""
+    current = plan[epoch]
+    remaining = (current.images - seen) / rate
+    for later in plan[epoch + 1:]:
+        remaining += later.images / rate * (later.align_size / current.align_size) ** 2
+    return remaining
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    config, args = resolve(argv)
+    train(config, resume=args.resume)
+
+
+if __name__ == "__main__":
+    main()
