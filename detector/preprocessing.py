@@ -56,9 +56,11 @@ def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits(), draft_size:
         )
     try:
         image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(f"image declares too many pixels: {exc}", status=413, kind="TooLarge") from exc
     except UnidentifiedImageError as exc:
         raise InvalidImageError("not a recognised image format", status=415, kind="UnsupportedFormat") from exc
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError) as exc:
         raise InvalidImageError(f"cannot read image header: {exc}") from exc
     width, height = image.size
     if width < 1 or height < 1:

@@ -1,0 +1,7 @@
+#!/bin/sh
+# Inside the container TorchServe must listen on the container's interface for port publishing to work;
+# docker-compose.yml publishes the ports on the host's 127.0.0.1 only.
+set -eu
+cd /app/run
+sed 's#http://127.0.0.1:#http://0.0.0.0:#' /app/config.properties > /app/run/config.properties
+exec torchserve --foreground --ncs --ts-config /app/run/config.properties --model-store /app/model_store

@@ -1,0 +1,60 @@
+"""Export proves parity on real test images, and fails loudly when an artifact disagrees."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from detector.metadata import ModelMetadata
+from detector.model import AlignedClassifier, save_weights
+from export.archive import build_archives
+from export.export import ParityError, check_parity, export_all, export_torchscript, parity_images
+from tests.conftest import MODEL_DIR
+
+
+@pytest.fixture(scope="module")
+def exported(cifake_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("artifacts")
+    export_all(MODEL_DIR, out, cifake_dir, parity_count=64)
+    return out
+
+
+def test_export_writes_both_artifacts_with_metadata_and_parity_report(exported: Path) -> None:
+    report = json.loads((exported / "parity.json").read_text())
+    assert set(report) == {"torchscript", "onnx"}
+    for result in report.values():
+        assert result["max_abs_delta_probability"] <= 1e-3 and result["images"] == 64
+    assert ModelMetadata.load(exported) == ModelMetadata.load(MODEL_DIR)
+
+
+def test_onnx_has_a_dynamic_batch_axis(exported: Path) -> None:
+    graph_input = onnx.load(str(exported / "ai_detector.onnx")).graph.input[0]
+    dims = graph_input.type.tensor_type.shape.dim
+    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [3, 32, 32]
+
+
+def test_parity_check_fails_loudly_on_a_different_model(cifake_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    impostor = AlignedClassifier(ModelMetadata.load(MODEL_DIR))  # same architecture, untrained weights
+    artifact = export_torchscript(impostor, tmp_path / "impostor.pt")
+    images, _ = parity_images(cifake_dir, 16, 32, "bicubic")
+    with pytest.raises(ParityError, match="disagree"):
+        check_parity(MODEL_DIR, [artifact], images, tolerance=1e-3)
+
+
+def test_archives_hold_handler_packages_and_metadata(exported: Path, tmp_path: Path) -> None:
+    import zipfile
+
+    archives = build_archives(exported, tmp_path / "store", stage_root=tmp_path / "stage")
+    assert [a.name for a in archives] == ["ai_detector.mar", "ai_detector_onnx.mar"]
+    for archive, artifact in zip(archives, ("ai_detector.pt", "ai_detector.onnx")):
+        names = set(zipfile.ZipFile(archive).namelist())
+        assert {artifact, "ai_detector_handler.py", "metadata.json", "model-config.yaml",
+                "handlers/stages.py", "detector/preprocessing.py", "MAR-INF/MANIFEST.json"} <= names
+        manifest = json.loads(zipfile.ZipFile(archive).read("MAR-INF/MANIFEST.json"))
+        assert manifest["model"]["serializedFile"] == artifact
+    assert len((tmp_path / "store" / "SHA256SUMS").read_text().splitlines()) == 2

@@ -1,0 +1,134 @@
+"""Handler stages called directly, with a fake TorchServe context: no server involved."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from detector.metadata import ModelMetadata
+from detector.preprocessing import DecodeLimits, InvalidImageError
+from handlers.ai_detector_handler import AIDetectorHandler
+from handlers.stages import HandlerSettings, PreparedBatch, extract_image_bytes, postprocess, preprocess
+from tests.conftest import encode, photo
+
+JPEG = encode(photo(64, 64), "JPEG")
+
+
+class FakeContext:
+    """The parts of ts.context.Context the handler uses, recording per-request statuses."""
+
+    def __init__(self, model_dir: Path, serialized_file: str, handler_yaml: dict | None = None) -> None:
+        self.system_properties = {"model_dir": str(model_dir), "gpu_id": None, "batch_size": 8}
+        self.manifest = {"model": {"serializedFile": serialized_file}}
+        self.model_yaml_config = {"handler": handler_yaml or {}}
+        self.statuses: dict[int, tuple[int, str]] = {}
+
+    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
+        self.statuses[idx] = (code, phrase)
+
+
+@pytest.mark.parametrize(
+    "request_dict",
+    [
+        {"body": bytearray(JPEG)},                                        # curl -T / --data-binary
+        {"data": JPEG},                                                   # multipart field "data"
+        {"body": {"image": base64.b64encode(JPEG).decode()}},             # JSON decoded by TorchServe
+        {"body": json.dumps({"data": base64.b64encode(JPEG).decode()}).encode()},  # JSON left undecoded
+        {"body": {"image": "data:image/jpeg;base64," + base64.b64encode(JPEG).decode()}},  # data URL
+    ],
+)
+def test_extract_image_bytes_accepts_every_documented_form(request_dict: dict) -> None:
+    assert extract_image_bytes(request_dict) == JPEG
+
+
+@pytest.mark.parametrize(
+    ("request_dict", "kind", "status"),
+    [
+        ({}, "MissingInput", 400),
+        ({"file": JPEG}, "MissingInput", 400),
+        ({"body": {"image": "%%% not base64 %%%"}}, "BadBase64", 400),
+        ({"body": {"picture": "abc"}}, "BadJson", 400),
+        ({"body": [1, 2]}, "BadJson", 400),
+        ({"body": "plain text body"}, "UnsupportedFormat", 415),
+    ],
+)
+def test_extract_image_bytes_rejects_with_typed_errors(request_dict: dict, kind: str, status: int) -> None:
+    with pytest.raises(InvalidImageError) as caught:
+        extract_image_bytes(request_dict)
+    assert (caught.value.kind, caught.value.status) == (kind, status)
+
+
+def test_preprocess_keeps_good_requests_and_records_bad_ones() -> None:
+    metadata = ModelMetadata()
+    prepared = preprocess([{"body": JPEG}, {"body": b"junk"}, {"data": encode(photo(500, 300), "PNG")}],
+                          metadata, DecodeLimits())
+    assert prepared.images.shape == (2, 3, 32, 32) and prepared.images.dtype == np.uint8
+    assert prepared.positions == [0, 2]
+    assert set(prepared.errors) == {1} and prepared.errors[1].status == 415
+
+
+def test_postprocess_applies_the_temperature_and_keeps_request_order() -> None:
+    metadata = ModelMetadata(temperature=2.0, version="9.9.9")
+    logits = np.array([[2.0, 0.0], [0.0, 3.0]], dtype=np.float32)
+    prepared = PreparedBatch(images=np.zeros((2, 3, 32, 32), np.uint8), positions=[0, 2],
+                             errors={1: InvalidImageError("bad", status=400)})
+    responses = postprocess(logits, prepared, metadata, "torchscript")
+    assert [r.get("label") for r in responses] == ["REAL", None, "FAKE"]
+    assert responses[1] == {"code": 400, "type": "InvalidImage", "message": "bad"}
+    expected = torch.softmax(torch.tensor(logits) / 2.0, dim=1).numpy()
+    assert responses[0]["probabilities"]["REAL"] == pytest.approx(float(expected[0, 0]), abs=1e-6)
+    assert responses[2]["probabilities"]["FAKE"] == pytest.approx(float(expected[1, 1]), abs=1e-6)
+    assert sum(responses[2]["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+    assert responses[0]["model_version"] == "9.9.9"
+
+
+def test_handler_settings_reject_unknown_keys() -> None:
+    assert HandlerSettings.from_yaml({"max_image_bytes": 10, "intra_op_threads": 1}).limits.max_bytes == 10
+    with pytest.raises(ValueError, match="unknown handler settings"):
+        HandlerSettings.from_yaml({"max_image_byte": 10})
+
+
+@pytest.fixture(scope="module", params=["ai_detector.pt", "ai_detector.onnx"])
+def initialised(request: pytest.FixtureRequest, artifacts_dir: Path) -> tuple[AIDetectorHandler, str]:
+    handler = AIDetectorHandler()
+    handler.initialize(FakeContext(artifacts_dir, request.param, {"intra_op_threads": 1}))
+    return handler, request.param
+
+
+def test_handle_answers_every_request_of_a_mixed_batch(initialised, cifake_images) -> None:
+    handler, _ = initialised
+    good = [data for _, data in cifake_images[:2]] + [data for _, data in cifake_images[-2:]]
+    batch = [{"body": good[0]}, {"body": b""}, {"data": good[1]}, {"body": b"<html></html>"}, {"body": good[2]},
+             {"body": {"image": base64.b64encode(good[3]).decode()}}]
+    context = FakeContext(Path("."), "unused")
+    responses = handler.handle(batch, context)
+    assert len(responses) == len(batch)
+    assert set(context.statuses) == {1, 3}
+    assert context.statuses[1][0] == 400 and context.statuses[3][0] == 415
+    for index in (0, 2, 4, 5):
+        assert responses[index]["label"] in ("REAL", "FAKE")
+        assert sum(responses[index]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert responses[1]["type"] == "EmptyInput" and responses[3]["type"] == "UnsupportedFormat"
+
+
+def test_both_backends_agree_through_the_handler(artifacts_dir: Path, cifake_images) -> None:
+    batch = [{"body": data} for _, data in cifake_images]
+    outputs = []
+    for artifact in ("ai_detector.pt", "ai_detector.onnx"):
+        handler = AIDetectorHandler()
+        handler.initialize(FakeContext(artifacts_dir, artifact, {"intra_op_threads": 1}))
+        outputs.append([r["probabilities"]["FAKE"] for r in handler.handle(batch, FakeContext(Path("."), "x"))])
+    assert np.abs(np.array(outputs[0]) - np.array(outputs[1])).max() < 1e-3
+
+
+def test_batch_of_only_bad_requests_runs_no_inference(initialised) -> None:
+    handler, _ = initialised
+    context = FakeContext(Path("."), "unused")
+    responses = handler.handle([{"body": b"x"}, {}], context)
+    assert [r["code"] for r in responses] == [415, 400] and set(context.statuses) == {0, 1}

@@ -1,0 +1,195 @@
+"""A real TorchServe on 127.0.0.1, started from the built archives exactly as `make serve` does."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import os
+import re
+import socket
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import torch
+
+from detector.model import calibrated_probabilities, load_model, predict_logits
+from detector.preprocessing import load_aligned
+from ops.client import DetectorClient, read_keys
+from ops.server import render_config, start, stop
+from tests.conftest import MODEL_DIR, MODEL_STORE, REPO, encode
+
+pytestmark = pytest.mark.integration
+MODELS = ("ai_detector", "ai_detector_onnx")
+
+
+def free_ports(count: int) -> tuple[int, ...]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = tuple(s.getsockname()[1] for s in sockets)
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, cifake_dir: Path):
+    if not (MODEL_STORE / "SHA256SUMS").exists():
+        pytest.fail("model_store/ has no archives: run `make build` (make test does it first)")
+    run_dir = tmp_path_factory.mktemp("torchserve")
+    config = render_config(REPO / "config.properties", run_dir / "config.properties", free_ports(3))
+    try:
+        client = start(config, MODEL_STORE, run_dir, timeout=240)
+    except Exception:
+        stop(run_dir)
+        raise
+    yield client, run_dir
+    stop(run_dir)
+
+
+def offline_fake_probabilities(images: list[bytes]) -> np.ndarray:
+    model, metadata = load_model(MODEL_DIR)
+    batch = np.stack([load_aligned(d, metadata.input_size, metadata.downsample_filter).transpose(2, 0, 1) for d in images])
+    logits = predict_logits(model, torch.from_numpy(batch))
+    return calibrated_probabilities(logits, metadata.temperature).numpy()[:, 1]
+
+
+def check_schema(body: dict) -> None:
+    assert body["label"] in ("REAL", "FAKE")
+    assert set(body["probabilities"]) == {"REAL", "FAKE"}
+    assert body["probabilities"]["REAL"] + body["probabilities"]["FAKE"] == pytest.approx(1.0, abs=1e-5)
+    assert body["label"] == max(body["probabilities"], key=body["probabilities"].get)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_served_predictions_match_offline_predictions(server, cifake_images, model: str) -> None:
+    client, _ = server
+    images = [data for _, data in cifake_images]
+    with ThreadPoolExecutor(8) as pool:  # concurrent, so dynamic batching groups them
+        bodies = list(pool.map(lambda d: client.predict(d, model=model), images))
+    for body in bodies:
+        check_schema(body)
+    served = np.array([b["probabilities"]["FAKE"] for b in bodies])
+    assert np.abs(served - offline_fake_probabilities(images)).max() < 1e-3
+    accuracy = np.mean([b["label"] == truth for b, (truth, _) in zip(bodies, cifake_images)])
+    assert accuracy >= 0.9
+
+
+def test_high_resolution_photo_is_aligned_and_classified(server, cifake_images) -> None:
+    from PIL import Image
+    import io
+
+    client, _ = server
+    small = Image.open(io.BytesIO(cifake_images[0][1]))
+    big = encode(small.resize((3000, 3000), Image.Resampling.BICUBIC), "JPEG", quality=92)
+    body = client.predict(big)
+    check_schema(body)
+    assert body["probabilities"]["FAKE"] == pytest.approx(float(offline_fake_probabilities([big])[0]), abs=1e-3)
+
+
+def test_bad_inputs_fail_alone_inside_concurrent_batches(server, cifake_images) -> None:
+    client, _ = server
+    good = [data for _, data in cifake_images[:12]]
+    bad = [b"", b"not an image at all", cifake_images[0][1][:200], b"<svg xmlns='http://www.w3.org/2000/svg'/>"]
+    payloads = [(d, True) for d in good] + [(d, False) for d in bad]
+    payloads = payloads[::2] + payloads[1::2]
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(lambda p: client.predict_response(p[0]), payloads))
+    for (_, is_good), response in zip(payloads, responses):
+        if is_good:
+            assert response.status_code == 200
+            check_schema(response.json())
+        else:
+            assert 400 <= response.status_code < 500
+            error = response.json()
+            assert set(error) == {"code", "type", "message"} and error["code"] == response.status_code
+
+
+def test_multipart_and_base64_json_requests(server, cifake_images) -> None:
+    client, _ = server
+    image = cifake_images[-1][1]
+    url = f"{client.inference_url}/predictions/ai_detector"
+    headers = {"Authorization": f"Bearer {read_keys(client.key_file)['inference']}"}
+    multipart = requests.post(url, files={"data": ("x.jpg", image, "image/jpeg")}, headers=headers, timeout=30)
+    as_json = requests.post(url, json={"image": base64.b64encode(image).decode()}, headers=headers, timeout=30)
+    raw = client.predict(image)
+    assert multipart.status_code == as_json.status_code == 200
+    assert multipart.json()["probabilities"] == as_json.json()["probabilities"] == raw["probabilities"]
+
+
+def test_requests_without_the_token_are_refused(server, cifake_images) -> None:
+    client, _ = server
+    inference = requests.post(f"{client.inference_url}/predictions/ai_detector", data=cifake_images[0][1], timeout=30)
+    management = requests.get(f"{client.management_url}/models", timeout=30)
+    wrong_key = requests.get(f"{client.management_url}/models", headers={"Authorization": "Bearer nope"}, timeout=30)
+    assert {inference.status_code, management.status_code, wrong_key.status_code} <= {400, 401, 403}
+
+
+def test_scale_workers_through_the_management_api(server) -> None:
+    client, _ = server
+    client.scale_workers(2)
+    workers = client.describe()[0]["workers"]
+    assert len(workers) == 2 and all(w["status"] == "READY" for w in workers)
+    client.scale_workers(1)
+    assert len(client.describe()[0]["workers"]) == 1
+    described = client.describe()[0]
+    assert described["batchSize"] == 8 and described["maxBatchDelay"] == 5
+
+
+def _readme_block(marker: str) -> str:
+    text = (REPO / "README.md").read_text()
+    match = re.search(rf"<!-- {marker} -->\s*```\w+\n(.*?)```", text, flags=re.DOTALL)
+    assert match, f"README block {marker} missing"
+    return match.group(1)
+
+
+def _for_test_server(code: str, client: DetectorClient, run_dir: Path, image: Path) -> str:
+    return (code.replace("run/key_file.json", str(run_dir / "key_file.json"))
+                .replace("http://127.0.0.1:8080", client.inference_url)
+                .replace("image.jpg", str(image)))
+
+
+def test_readme_curl_and_python_examples_work(server, cifake_images, tmp_path: Path) -> None:
+    client, run_dir = server
+    image = tmp_path / "image.jpg"
+    image.write_bytes(cifake_images[0][1])
+    curl = _for_test_server(_readme_block("readme-curl"), client, run_dir, image)
+    output = subprocess.run(["bash", "-euo", "pipefail", "-c", curl], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert output.returncode == 0, output.stderr
+    check_schema(json.loads(output.stdout))
+    python = _for_test_server(_readme_block("readme-python"), client, run_dir, image)
+    output = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", python], capture_output=True, text=True,
+                            timeout=60, cwd=REPO)
+    assert output.returncode == 0, output.stderr
+    check_schema(ast.literal_eval(output.stdout.strip().splitlines()[-1]))
+
+
+def test_locust_scenario_runs_clean_against_the_server(server, tmp_path: Path) -> None:
+    client, run_dir = server
+    env = {**os.environ, "AI_DETECTOR_KEY_FILE": str(run_dir / "key_file.json"), "LOADTEST_IMAGES": "50"}
+    command = [str(REPO / ".venv" / "bin" / "locust"), "-f", str(REPO / "loadtest" / "locustfile.py"), "--headless",
+               "-u", "2", "-r", "2", "-t", "6s", "--host", client.inference_url, "--csv", str(tmp_path / "run"),
+               "--only-summary"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = (tmp_path / "run_stats.csv").read_text().splitlines()
+    aggregated = next(r.split(",") for r in rows if ",Aggregated," in r)
+    requests_count, failures = int(aggregated[2]), int(aggregated[3])
+    assert requests_count > 10 and failures == 0
+
+
+def test_metrics_port_serves_prometheus_text_for_probes_without_a_key(server) -> None:
+    client, _ = server
+    metrics_url = client.inference_url.rsplit(":", 1)[0] + ":" + str(_metrics_port(client))
+    response = requests.get(f"{metrics_url}/metrics", timeout=30)
+    assert response.status_code == 200 and "# TYPE" in response.text
+
+
+def _metrics_port(client: DetectorClient) -> int:
+    config = Path(client.key_file).parent / "config.properties"
+    return int(re.search(r"^metrics_address=http://127\.0\.0\.1:(\d+)$", config.read_text(), re.MULTILINE).group(1))

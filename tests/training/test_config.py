@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training.config import Phase, TrainConfig, resolve
+
+
+def test_flags_override_file_which_overrides_defaults(tmp_path: Path) -> None:
+    config_file = tmp_path / "c.toml"
+    config_file.write_text('batch_size = 64\nlr = 0.5\n[[phases]]\nalign_size = 96\nepochs = 2\n')
+    config, _ = resolve(["--config", str(config_file), "--lr", "0.01", "--no-horizontal-flip"])
+    assert config.batch_size == 64                       # from the file
+    assert config.lr == 0.01                             # flag beats file
+    assert config.horizontal_flip is False
+    assert config.weight_decay == TrainConfig().weight_decay  # default kept
+    assert config.phases == [Phase(96, 2)]
+
+
+def test_phases_flag(tmp_path: Path) -> None:
+    config, _ = resolve(["--phases", "64:3,224:1:5000"])
+    assert config.phases == [Phase(64, 3), Phase(224, 1, 5000)]
+
+
+@pytest.mark.parametrize("text", ['batch_sise = 3\n', '[[phases]]\nalign_size = 9\nepochs = 1\nspeed = 2\n'])
+def test_unknown_keys_are_errors(tmp_path: Path, text: str) -> None:
+    config_file = tmp_path / "bad.toml"
+    config_file.write_text(text)
+    with pytest.raises(ValueError, match="unknown"):
+        resolve(["--config", str(config_file)])
+
+
+def test_json_config_files_work_too(tmp_path: Path) -> None:
+    config_file = tmp_path / "c.json"
+    config_file.write_text(json.dumps({"seed": 7}))
+    assert resolve(["--config", str(config_file)])[0].seed == 7

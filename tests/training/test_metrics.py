@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from training.metrics import classification_report, confusion_matrix, expected_calibration_error, fit_temperature, roc_curve
+
+
+def test_roc_auc_equals_the_pairwise_ranking_probability() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 300)
+    scores = np.round(rng.normal(labels * 0.8, 1.0), 1)  # rounded: many ties
+    fpr, tpr = roc_curve(labels, scores)
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    pairwise = ((positives[:, None] > negatives[None, :]).sum() + 0.5 * (positives[:, None] == negatives[None, :]).sum())
+    assert np.trapezoid(tpr, fpr) == pytest.approx(pairwise / (len(positives) * len(negatives)), abs=1e-12)
+
+
+def test_confusion_matrix_counts() -> None:
+    assert confusion_matrix(np.array([0, 0, 1, 1, 1]), np.array([0, 1, 1, 1, 0]), 2).tolist() == [[1, 1], [1, 2]]
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_overconfident() -> None:
+    confidences = np.full(1000, 0.8)
+    correct = np.arange(1000) % 5 != 0  # exactly 80 % right
+    assert expected_calibration_error(confidences, correct)[0] == pytest.approx(0.0, abs=1e-12)
+    assert expected_calibration_error(np.full(1000, 0.99), correct)[0] == pytest.approx(0.19, abs=1e-9)
+
+
+def test_fit_temperature_recovers_the_temperature_that_generated_the_labels() -> None:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(20000, 2, generator=generator) * 4
+    labels = torch.multinomial(torch.softmax(logits / 2.5, dim=1), 1, generator=generator).squeeze(1).numpy()
+    assert fit_temperature(logits, labels) == pytest.approx(2.5, rel=0.05)
+
+
+def test_report_fields_and_consistency() -> None:
+    logits = torch.tensor([[3.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 1.0]])
+    report = classification_report(logits, np.array([0, 1, 1, 1]), ("REAL", "FAKE"), 1.0)
+    assert report["accuracy"] == 0.75
+    assert report["per_class"]["REAL"]["precision"] == 0.5 and report["per_class"]["FAKE"]["recall"] == pytest.approx(2 / 3)
+    assert report["confusion_matrix"]["matrix"] == [[1, 0], [1, 2]]
