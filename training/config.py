@@ -25,6 +25,7 @@ class TrainConfig:
     data: str = "../shared/data/cifake"   # Kaggle-layout folder, a zip, or a folder of zips
     output: str = "runs/resnet18"
     architecture: str = "resnet18"
+    init_from: str | None = None          # model folder (model.safetensors) to fine-tune from
     final_align_size: int = 224           # size the shipped model runs at (metadata.align_size)
     phases: list[Phase] = field(default_factory=lambda: [Phase(112, 3), Phase(224, 1, 30000)])
     seed: int = 0

@@ -112,7 +112,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     val_images = torch.from_numpy(val_data.images)
 
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = AlignedClassifier(metadata).to(device, memory_format=memory_format)
+    model = AlignedClassifier(metadata)
+    if config.init_from:
+        model.load_state_dict(load_model(Path(config.init_from))[0].state_dict())
+        log(f"[init] weights from {config.init_from}")
+    model = model.to(device, memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 nesterov=True, weight_decay=config.weight_decay)
     plan = plan_epochs(config, len(train_images))
@@ -206,7 +210,7 @@ def finalise(output: Path, metadata: ModelMetadata, val_images: torch.Tensor, va
         "validation": {k: report[k] for k in ("count", "accuracy", "roc_auc", "ece", "nll")},
         "validation_ece_before_calibration": uncalibrated["ece"],
         "training": {"wall_seconds": round(wall_seconds, 1), "device": str(device), "threads": torch.get_num_threads(),
-                     "machine": f"{platform.processor() or platform.machine()} x{os.cpu_count()}",
+                     "machine": machine_description(),
                      "torch": torch.__version__},
     }
     final = replace(metadata, temperature=temperature, training_data_sha256=data_hash, metrics=metrics)
@@ -214,6 +218,17 @@ def finalise(output: Path, metadata: ModelMetadata, val_images: torch.Tensor, va
     log(f"[done] validation accuracy {report['accuracy']:.4%}, temperature {temperature:.3f}, "
         f"ECE {uncalibrated['ece']:.4f} -> {report['ece']:.4f}; wrote {output}")
     return output
+
+
+def machine_description() -> str:
+    """CPU model and core count (and the GPU when one is used), for reproducibility notes."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu} x{os.cpu_count()}{gpu}"
 
 
 def _eta_seconds(plan: list[EpochPlan], epoch: int, seen: int, rate: float) -> float:

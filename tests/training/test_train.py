@@ -58,6 +58,10 @@ def test_tiny_training_run_writes_a_servable_checkpoint_and_resumes(cifake_dir: 
     assert len((output / "train_log.jsonl").read_text().splitlines()) == 2
     assert (output / "model.safetensors").read_bytes() == weights_before
 
+    tuned, _ = resolve(["--data", str(cifake_dir), "--output", str(tmp_path / "tuned"), "--init-from", str(output), *TINY])
+    train(tuned)
+    assert "[init] weights from" in capsys.readouterr().err and (tmp_path / "tuned" / "model.safetensors").exists()
+
     evaluate_cli.main(["--model", str(output), "--data", str(cifake_dir), "--split", "test", "--limit", "64",
                        "--out", str(tmp_path / "reports")])
     report = json.loads((tmp_path / "reports" / "test_report.json").read_text())
