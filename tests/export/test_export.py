@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from detector.metadata import ModelMetadata
-from detector.model import AlignedClassifier, save_weights
+from detector.model import AlignedClassifier
 from export.archive import build_archives
 from export.export import ParityError, check_parity, export_all, export_torchscript, parity_images
 from tests.conftest import MODEL_DIR
