@@ -35,7 +35,6 @@ test: build
 # (64 -> 112 -> 224 px), a fine-tune at 224 px, then a fine-tune at 112 px, the size it ships at.
 train: .venv/.installed
 	$(PY) -m training.train --config training/configs/first_model.toml --data $(CIFAKE) --resume
-	mkdir -p runs/stage1 && cp runs/first_model/model.safetensors runs/first_model/metadata.json runs/stage1/
 	$(PY) -m training.train --config training/configs/first_model_finetune.toml --data $(CIFAKE) --resume
 	$(PY) -m training.train --config training/configs/first_model_finetune112.toml --data $(CIFAKE) --resume
 
