@@ -10,6 +10,7 @@ CIFAKE).  The 32->224 upsampling and normalisation happen inside the network
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +56,9 @@ def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits(), draft_size:
             f"image is {len(data)} bytes, above the limit of {limits.max_bytes}", status=413, kind="TooLarge"
         )
     try:
-        image = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # Pillow's bomb warning is noise here: the limits below decide
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise InvalidImageError(f"image declares too many pixels: {exc}", status=413, kind="TooLarge") from exc
     except UnidentifiedImageError as exc:

@@ -65,6 +65,8 @@ class AIDetectorHandler:
         prepared = self.preprocess(requests)
         logits = self.inference(prepared)
         responses = self.postprocess(logits, prepared)
+        for position in range(len(requests)):  # answers and errors alike are JSON
+            context.set_response_content_type(position, "application/json")
         for position, error in prepared.errors.items():
             context.set_response_status(error.status, REASON_PHRASES.get(error.status, "Bad Request"), idx=position)
         logger.debug("batch of %d (%d rejected) in %.1f ms", len(requests), len(prepared.errors),

@@ -16,18 +16,10 @@ from pathlib import Path
 from locust import FastHttpUser, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from detector.data import CifakeSource  # noqa: E402
+from loadtest.images import load_images  # noqa: E402
 from ops.client import read_keys  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 MODEL = os.environ.get("AI_DETECTOR_MODEL", "ai_detector")
-
-
-def load_images(count: int) -> list[bytes]:
-    source = CifakeSource(Path(os.environ.get("CIFAKE", REPO.parent / "shared" / "data" / "cifake")))
-    samples = random.Random(0).sample(source.split("test"), count)
-    return [source.read_bytes(s) for s in samples]
-
 
 IMAGES = load_images(int(os.environ.get("LOADTEST_IMAGES", "200")))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,16 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 KEY_FILE_ENV = "AI_DETECTOR_KEY_FILE"
+# Answers that say "try again", not "your request is wrong": a gateway/overload status, or
+# TorchServe's "Worker died." for the requests of a batch whose worker process was lost
+# (500, 507 seen in 0.12 for a SIGKILLed worker, or 413 when TorchServe reads exit code 137 as OOM).
+RETRIABLE_STATUSES = (502, 503, 504)
+WORKER_DIED_STATUSES = (500, 507, 413)
+
+
+def is_retriable(status: int, body: str) -> bool:
+    """True for answers that a retry may turn into a prediction (see RETRIABLE_STATUSES)."""
+    return status in RETRIABLE_STATUSES or (status in WORKER_DIED_STATUSES and "Worker died" in body)
 
 
 def default_key_file() -> Path:
@@ -34,25 +45,46 @@ def read_keys(key_file: Path | None = None) -> dict[str, str]:
 
 
 class DetectorClient:
-    """Inference and management calls with the bearer tokens filled in."""
+    """Inference and management calls with the bearer tokens filled in.
+
+    Predictions are retried ``retries`` times with exponential backoff (``backoff`` s, doubling)
+    on retriable answers and on connection errors, so a worker restart costs latency, not errors.
+    """
 
     def __init__(self, inference_url: str = "http://127.0.0.1:8080", management_url: str = "http://127.0.0.1:8081",
-                 key_file: Path | None = None, model: str = "ai_detector", timeout: float = 60.0) -> None:
+                 key_file: Path | None = None, model: str = "ai_detector", timeout: float = 60.0,
+                 retries: int = 4, backoff: float = 0.25) -> None:
         self.inference_url = inference_url.rstrip("/")
         self.management_url = management_url.rstrip("/")
         self.key_file = key_file
         self.model = model
         self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.retried = 0  # retries spent so far (reported by the soak test)
         self.session = requests.Session()
 
     def _headers(self, kind: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {read_keys(self.key_file)[kind]}"}
 
     def predict_response(self, image: bytes | str | Path, model: str | None = None) -> requests.Response:
-        """POST the raw image bytes; returns the HTTP response whatever its status."""
+        """POST the raw image bytes, retrying retriable failures; returns the last HTTP response."""
         data = image if isinstance(image, bytes) else Path(image).read_bytes()
-        return self.session.post(f"{self.inference_url}/predictions/{model or self.model}", data=data,
-                                 headers=self._headers("inference"), timeout=self.timeout)
+        url = f"{self.inference_url}/predictions/{model or self.model}"
+
+        def post() -> requests.Response:
+            return self.session.post(url, data=data, headers=self._headers("inference"), timeout=self.timeout)
+
+        for attempt in range(self.retries):
+            try:
+                response = post()
+                if not is_retriable(response.status_code, response.text):
+                    return response
+            except requests.ConnectionError:
+                pass
+            self.retried += 1
+            time.sleep(self.backoff * 2 ** attempt)
+        return post()  # the last attempt: its answer, or its exception, goes to the caller
 
     def predict(self, image: bytes | str | Path, model: str | None = None) -> dict[str, Any]:
         """The prediction JSON; raises ``requests.HTTPError`` carrying the server's JSON error."""

@@ -25,8 +25,8 @@ from export.archive import SUMS_NAME, sha256_file
 from ops.client import DetectorClient, read_keys
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_PORTS = (8080, 8081, 8082)
 ADDRESS_KEYS = ("inference_address", "management_address", "metrics_address")
+GRPC_PORT_KEYS = ("grpc_inference_port", "grpc_management_port")  # gRPC cannot be switched off in 0.12
 
 
 class ServerError(RuntimeError):
@@ -47,11 +47,16 @@ def verify_archives(model_store: Path) -> list[str]:
     return names
 
 
-def render_config(template: Path, destination: Path, ports: tuple[int, int, int]) -> Path:
-    """Copy config.properties with the three loopback ports replaced (tests use free ports)."""
+def render_config(template: Path, destination: Path, ports: tuple[int, ...]) -> Path:
+    """Copy config.properties with its five loopback ports replaced (tests use free ports):
+    inference, management, metrics (HTTP), then gRPC inference and management."""
+    if len(ports) != len(ADDRESS_KEYS) + len(GRPC_PORT_KEYS):
+        raise ValueError(f"need {len(ADDRESS_KEYS) + len(GRPC_PORT_KEYS)} ports, got {ports}")
     text = template.read_text()
     for key, port in zip(ADDRESS_KEYS, ports):
         text = re.sub(rf"^{key}=.*$", f"{key}=http://127.0.0.1:{port}", text, flags=re.MULTILINE)
+    for key, port in zip(GRPC_PORT_KEYS, ports[len(ADDRESS_KEYS):]):
+        text = re.sub(rf"^{key}=.*$", f"{key}={port}", text, flags=re.MULTILINE)
     destination.write_text(text)
     return destination
 
@@ -97,19 +102,20 @@ def start(config: Path = REPO / "config.properties", model_store: Path = REPO / 
 
 
 def wait_ready(client: DetectorClient, models: list[str], run_dir: Path, timeout: float) -> None:
+    """Block until the management API answers with the key and every model in ``models`` has a READY worker."""
     deadline = time.monotonic() + timeout
     pending = list(models)
-    while pending and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         try:
-            read_keys(client.key_file)
+            client.management("GET", "models")
             pending = [m for m in pending
                        if not any(w.get("status") == "READY" for w in client.describe(m)[0].get("workers", []))]
+            if not pending:
+                return
         except (FileNotFoundError, requests.RequestException):
             pass
-        if pending:
-            time.sleep(1.0)
-    if pending:
-        raise ServerError(f"models not ready after {timeout:.0f}s: {pending}\n{log_tail(run_dir)}")
+        time.sleep(1.0)
+    raise ServerError(f"TorchServe not ready after {timeout:.0f}s (models pending: {pending})\n{log_tail(run_dir)}")
 
 
 def log_tail(run_dir: Path, lines: int = 40) -> str:

@@ -22,6 +22,7 @@ def test_config_properties_binds_loopback_and_locks_the_control_plane() -> None:
     settings = dict(re.findall(r"^(\w+)=(.*)$", text, flags=re.MULTILINE))
     for key in ("inference_address", "management_address", "metrics_address"):
         assert settings[key].startswith("http://127.0.0.1:")
+    assert settings["grpc_inference_address"] == settings["grpc_management_address"] == "127.0.0.1"
     assert settings["enable_model_api"] == "false" and settings["install_py_dep_per_model"] == "false"
     assert "disable_token_authorization" not in settings
     assert "http" not in settings["allowed_urls"]

@@ -3,7 +3,7 @@
     python -m training.train --config training/configs/first_model.toml --resume
 
 Progressive resizing (phases at growing alignment sizes), one-cycle SGD, bf16/fp16
-autocast, channels_last, random-crop/flip augmentation on the device, early stopping
+autocast, channels_last, augmentation (JPEG re-encoding, blur, crops, flips), early stopping
 on validation accuracy, a resumable checkpoint every epoch (loadable with
 ``weights_only=True``), and at the end a temperature fitted on the validation split.
 """
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from detector.data import CifakeSource, dataset_sha256, load_split, stratified_split
 from detector.metadata import ModelMetadata
 from detector.model import AlignedClassifier, autocast_dtype, load_model, predict_logits, save_weights
+from training.augment import AugmentSettings, augment
 from training.config import TrainConfig, resolve, to_json
 from training.metrics import classification_report, fit_temperature
 
@@ -40,25 +41,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def augment(images: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Random reflect-padded crops and horizontal flips, per sample, on the batch's device."""
-    x = images.float()
-    n, _, height, width = x.shape
-    if padding:
-        padded = F.pad(x, (padding,) * 4, mode="reflect")
-        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
-        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
-        rows = (dy[:, None] + torch.arange(height, device=x.device))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(width, device=x.device))[:, None, None, :]
-        batch = torch.arange(n, device=x.device)[:, None, None, None]
-        channels = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-        x = padded[batch, channels, rows, cols]
-    if flip:
-        mask = (torch.rand(n, generator=generator) < 0.5).to(x.device)[:, None, None, None]
-        x = torch.where(mask, x.flip(-1), x)
-    return x
 
 
 @dataclass(frozen=True)
@@ -137,6 +119,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         state = json.loads(checkpoint["state"])
         log(f"[resume] from {checkpoint_path}: {state['epoch']} of {len(plan)} epochs done")
 
+    augment_settings = AugmentSettings.from_config(config)
     generator = torch.Generator().manual_seed(config.seed)
     for epoch in range(state["epoch"], len(plan)):
         epoch_plan = plan[epoch]
@@ -154,7 +137,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         epoch_start, seen, running_loss = time.monotonic(), 0, 0.0
         for step in range(steps[epoch]):
             index = order[step * config.batch_size:(step + 1) * config.batch_size]
-            images = augment(train_images[index], config.crop_padding, config.horizontal_flip, generator)
+            images = augment(train_images[index], augment_settings, generator)
             images = images.contiguous(memory_format=memory_format)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 loss = F.cross_entropy(model(images), train_labels[index], label_smoothing=config.label_smoothing)

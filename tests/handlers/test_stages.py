@@ -27,9 +27,13 @@ class FakeContext:
         self.manifest = {"model": {"serializedFile": serialized_file}}
         self.model_yaml_config = {"handler": handler_yaml or {}}
         self.statuses: dict[int, tuple[int, str]] = {}
+        self.content_types: dict[int, str] = {}
 
     def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
         self.statuses[idx] = (code, phrase)
+
+    def set_response_content_type(self, idx: int, value: str) -> None:
+        self.content_types[idx] = value
 
 
 @pytest.mark.parametrize(
@@ -109,6 +113,7 @@ def test_handle_answers_every_request_of_a_mixed_batch(initialised, cifake_image
     responses = handler.handle(batch, context)
     assert len(responses) == len(batch)
     assert set(context.statuses) == {1, 3}
+    assert context.content_types == {i: "application/json" for i in range(len(batch))}
     assert context.statuses[1][0] == 400 and context.statuses[3][0] == 415
     for index in (0, 2, 4, 5):
         assert responses[index]["label"] in ("REAL", "FAKE")

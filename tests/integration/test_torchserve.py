@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import re
-import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,36 +19,11 @@ import torch
 from detector.model import calibrated_probabilities, load_model, predict_logits
 from detector.preprocessing import load_aligned
 from ops.client import DetectorClient, read_keys
-from ops.server import render_config, start, stop
-from tests.conftest import MODEL_DIR, MODEL_STORE, REPO, encode
+from tests.conftest import MODEL_DIR, REPO, encode
+from tests.integration.conftest import check_schema, metrics_url
 
 pytestmark = pytest.mark.integration
 MODELS = ("ai_detector", "ai_detector_onnx")
-
-
-def free_ports(count: int) -> tuple[int, ...]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = tuple(s.getsockname()[1] for s in sockets)
-    for s in sockets:
-        s.close()
-    return ports
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, cifake_dir: Path):
-    if not (MODEL_STORE / "SHA256SUMS").exists():
-        pytest.fail("model_store/ has no archives: run `make build` (make test does it first)")
-    run_dir = tmp_path_factory.mktemp("torchserve")
-    config = render_config(REPO / "config.properties", run_dir / "config.properties", free_ports(3))
-    try:
-        client = start(config, MODEL_STORE, run_dir, timeout=240)
-    except Exception:
-        stop(run_dir)
-        raise
-    yield client, run_dir
-    stop(run_dir)
 
 
 def offline_fake_probabilities(images: list[bytes]) -> np.ndarray:
@@ -57,13 +31,6 @@ def offline_fake_probabilities(images: list[bytes]) -> np.ndarray:
     batch = np.stack([load_aligned(d, metadata.input_size, metadata.downsample_filter).transpose(2, 0, 1) for d in images])
     logits = predict_logits(model, torch.from_numpy(batch))
     return calibrated_probabilities(logits, metadata.temperature).numpy()[:, 1]
-
-
-def check_schema(body: dict) -> None:
-    assert body["label"] in ("REAL", "FAKE")
-    assert set(body["probabilities"]) == {"REAL", "FAKE"}
-    assert body["probabilities"]["REAL"] + body["probabilities"]["FAKE"] == pytest.approx(1.0, abs=1e-5)
-    assert body["label"] == max(body["probabilities"], key=body["probabilities"].get)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -122,14 +89,6 @@ def test_multipart_and_base64_json_requests(server, cifake_images) -> None:
     assert multipart.json()["probabilities"] == as_json.json()["probabilities"] == raw["probabilities"]
 
 
-def test_requests_without_the_token_are_refused(server, cifake_images) -> None:
-    client, _ = server
-    inference = requests.post(f"{client.inference_url}/predictions/ai_detector", data=cifake_images[0][1], timeout=30)
-    management = requests.get(f"{client.management_url}/models", timeout=30)
-    wrong_key = requests.get(f"{client.management_url}/models", headers={"Authorization": "Bearer nope"}, timeout=30)
-    assert {inference.status_code, management.status_code, wrong_key.status_code} <= {400, 401, 403}
-
-
 def test_scale_workers_through_the_management_api(server) -> None:
     client, _ = server
     client.scale_workers(2)
@@ -185,11 +144,5 @@ def test_locust_scenario_runs_clean_against_the_server(server, tmp_path: Path) -
 
 def test_metrics_port_serves_prometheus_text_for_probes_without_a_key(server) -> None:
     client, _ = server
-    metrics_url = client.inference_url.rsplit(":", 1)[0] + ":" + str(_metrics_port(client))
-    response = requests.get(f"{metrics_url}/metrics", timeout=30)
+    response = requests.get(f"{metrics_url(client)}/metrics", timeout=30)
     assert response.status_code == 200 and "# TYPE" in response.text
-
-
-def _metrics_port(client: DetectorClient) -> int:
-    config = Path(client.key_file).parent / "config.properties"
-    return int(re.search(r"^metrics_address=http://127\.0\.0\.1:(\d+)$", config.read_text(), re.MULTILINE).group(1))

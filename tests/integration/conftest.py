@@ -1,0 +1,59 @@
+"""One real TorchServe on free 127.0.0.1 ports, shared by the integration modules and started
+exactly as `make serve` starts it (archives verified, readiness polled)."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+from ops.client import DetectorClient
+from ops.server import render_config, start, stop
+from tests.conftest import MODEL_STORE, REPO
+
+
+def free_ports(count: int) -> tuple[int, ...]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = tuple(s.getsockname()[1] for s in sockets)
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_server(run_dir: Path, edit_config=None) -> DetectorClient:
+    """TorchServe from config.properties (optionally edited) on free ports; stopped on failure."""
+    if not (MODEL_STORE / "SHA256SUMS").exists():
+        pytest.fail("model_store/ has no archives: run `make build` (make test does it first)")
+    config = render_config(REPO / "config.properties", run_dir / "config.properties", free_ports(5))
+    if edit_config:
+        config.write_text(edit_config(config.read_text()))
+    try:
+        return start(config, MODEL_STORE, run_dir, timeout=240)
+    except Exception:
+        stop(run_dir)
+        raise
+
+
+@pytest.fixture(scope="package")
+def server(tmp_path_factory: pytest.TempPathFactory, cifake_dir: Path):
+    run_dir = tmp_path_factory.mktemp("torchserve")
+    client = start_server(run_dir)
+    yield client, run_dir
+    stop(run_dir)
+
+
+def metrics_url(client: DetectorClient) -> str:
+    config = Path(client.key_file).parent / "config.properties"
+    port = re.search(r"^metrics_address=http://127\.0\.0\.1:(\d+)$", config.read_text(), re.MULTILINE).group(1)
+    return f"http://127.0.0.1:{port}"
+
+
+def check_schema(body: dict) -> None:
+    assert body["label"] in ("REAL", "FAKE")
+    assert set(body["probabilities"]) == {"REAL", "FAKE"}
+    assert abs(body["probabilities"]["REAL"] + body["probabilities"]["FAKE"] - 1.0) < 1e-5
+    assert body["label"] == max(body["probabilities"], key=body["probabilities"].get)

@@ -1,0 +1,77 @@
+"""DetectorClient's retry policy against a scripted local HTTP server (no TorchServe needed)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from ops.client import DetectorClient, is_retriable
+
+WORKER_DIED = (500, {"code": 500, "type": "InternalServerException", "message": "Worker died."})
+KILLED_WORKER = (507, {"code": 507, "type": "InternalServerException", "message": "Worker died."})
+TOO_LARGE = (413, {"code": 413, "type": "TooLarge", "message": "image is 30000x30000; limits are ..."})
+NO_WORKER = (503, {"code": 503, "type": "ServiceUnavailableException", "message": "Model has no worker"})
+OK = (200, {"label": "REAL", "probabilities": {"REAL": 0.9, "FAKE": 0.1}})
+
+
+@pytest.fixture
+def scripted(tmp_path: Path):
+    """A server answering POSTs from a script of (status, body); returns (client, script, hits)."""
+    script: list[tuple[int, dict]] = []
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            hits.append(self.headers["Authorization"])
+            status, body = script.pop(0)
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    key_file = tmp_path / "key_file.json"
+    key_file.write_text(json.dumps({"inference": {"key": "inf-key"}, "management": {"key": "mgmt-key"}}))
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield DetectorClient(url, url, key_file=key_file, retries=3, backoff=0.01), script, hits
+    server.shutdown()
+
+
+def test_worker_died_and_overload_answers_are_retried_until_a_prediction(scripted) -> None:
+    client, script, hits = scripted
+    script.extend([WORKER_DIED, KILLED_WORKER, NO_WORKER, OK])
+    assert client.predict(b"image")["label"] == "REAL"
+    assert len(hits) == 4 and client.retried == 3 and set(hits) == {"Bearer inf-key"}
+
+
+def test_input_errors_are_not_retried(scripted) -> None:
+    client, script, hits = scripted
+    script.append(TOO_LARGE)
+    with pytest.raises(requests.HTTPError):
+        client.predict(b"image")
+    assert len(hits) == 1 and client.retried == 0
+
+
+def test_retries_are_bounded(scripted) -> None:
+    client, script, hits = scripted
+    script.extend([NO_WORKER] * 4)
+    assert client.predict_response(b"image").status_code == 503
+    assert len(hits) == 4  # 1 try + 3 retries
+
+
+def test_is_retriable_reads_torchserve_worker_death() -> None:
+    assert is_retriable(500, json.dumps(WORKER_DIED[1])) and is_retriable(413, json.dumps(KILLED_WORKER[1]))
+    assert is_retriable(413, '{"message": "Worker died."}')  # exit code 137 read as OOM
+    assert not is_retriable(413, json.dumps(TOO_LARGE[1])) and not is_retriable(400, "Worker died.")
+    assert not is_retriable(500, "Internal error") and is_retriable(503, "")

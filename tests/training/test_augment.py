@@ -1,0 +1,54 @@
+"""Augmentation: each operation does what it says, to the share of the batch it says, reproducibly."""
+
+import torch
+
+from training.augment import AugmentSettings, augment, blur, crop_and_flip, jpeg_reencode
+
+
+def _batch(n: int = 16, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+def _high_frequency_energy(x: torch.Tensor) -> float:
+    x = x.float()
+    return float((x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean())
+
+
+def test_jpeg_reencode_all_changes_every_image_and_keeps_dtype():
+    images = _batch()
+    out = jpeg_reencode(images, 1.0, 50, torch.Generator().manual_seed(1))
+    assert out.dtype == torch.uint8 and out.shape == images.shape
+    assert all(not torch.equal(a, b) for a, b in zip(out, images))
+    assert _high_frequency_energy(out) < _high_frequency_energy(images)  # JPEG drops noise
+
+
+def test_jpeg_reencode_zero_probability_is_identity():
+    images = _batch()
+    assert torch.equal(jpeg_reencode(images, 0.0, 50, torch.Generator().manual_seed(1)), images)
+
+
+def test_blur_touches_about_the_requested_share():
+    images = _batch(400).float()
+    out = blur(images, 0.25, 0.8, torch.Generator().manual_seed(2))
+    changed = sum(not torch.equal(a, b) for a, b in zip(out, images))
+    assert 60 <= changed <= 140
+    assert _high_frequency_energy(out) < _high_frequency_energy(images)
+
+
+def test_crop_and_flip_without_padding_only_mirrors():
+    images = _batch().float()
+    out = crop_and_flip(images, 0, True, torch.Generator().manual_seed(3))
+    flipped = [torch.equal(o, i.flip(-1)) for o, i in zip(out, images)]
+    assert all(f or torch.equal(o, i) for f, o, i in zip(flipped, out, images))
+    assert 0 < sum(flipped) < len(images)
+
+
+def test_augment_is_reproducible_from_the_generator():
+    settings = AugmentSettings(crop_padding=4, horizontal_flip=True, jpeg_probability=0.5, jpeg_quality_min=50,
+                               blur_probability=0.5, blur_sigma_max=0.8)
+    images = _batch()
+    first = augment(images, settings, torch.Generator().manual_seed(4))
+    again = augment(images, settings, torch.Generator().manual_seed(4))
+    other = augment(images, settings, torch.Generator().manual_seed(5))
+    assert first.dtype == torch.float32 and first.shape == images.shape
+    assert torch.equal(first, again) and not torch.equal(first, other)
