@@ -9,7 +9,7 @@ MODEL    ?= model
 ARTIFACTS := build/artifacts
 SOURCES  := $(wildcard detector/*.py handlers/*.py handlers/*.yaml export/*.py) $(MODEL)/model.safetensors $(MODEL)/metadata.json
 
-.PHONY: setup build serve stop test train evaluate clean
+.PHONY: setup build serve stop test soak fuzz train evaluate clean
 
 setup: .venv/.installed
 .venv/.installed: pyproject.toml uv.lock scripts/setup.sh
@@ -30,6 +30,17 @@ stop: .venv/.installed
 
 test: build
 	$(PY) -m pytest
+
+# Reliability runs outside CI's default: a 10-minute soak on a fresh server (worker memory growth
+# must stay under 10 %, every request answered), and 20,000 random fuzz examples per decode test.
+SOAK_SECONDS ?= 600
+soak: build
+	$(PY) -m ops.server start
+	$(PY) -m loadtest.soak --seconds $(SOAK_SECONDS) --out loadtest/results/soak; status=$$?; \
+	$(PY) -m ops.server stop; exit $$status
+
+fuzz: .venv/.installed
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q -p no:cacheprovider tests/detector/test_fuzz_decode.py
 
 # The shipped first model, exactly as it was made (~65 min on 2 CPU cores): a progressive run
 # (64 -> 112 -> 224 px), a fine-tune at 224 px, then a fine-tune at 112 px, the size it ships at.

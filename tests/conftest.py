@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -16,6 +18,11 @@ TEST_ZIP = CIFAKE / "test.zip"
 MODEL_DIR = REPO / "model"
 ARTIFACTS = REPO / "build" / "artifacts"
 MODEL_STORE = REPO / "model_store"
+
+
+settings.register_profile("ci", max_examples=300, derandomize=True)
+settings.register_profile("long", max_examples=20_000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def require_cifake() -> Path:

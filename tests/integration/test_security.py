@@ -136,3 +136,12 @@ def test_remote_archive_urls_are_refused_even_with_the_model_api_on(open_api_ser
     # the API itself works: an archive from the local model store registers
     assert register("ai_detector_onnx.mar").status_code == 200
     assert client.describe("ai_detector_onnx")[0]["modelName"] == "ai_detector_onnx"
+
+
+def test_health_probes_ping_needs_the_inference_key_metrics_does_not(server) -> None:
+    client, _ = server
+    assert _refused_for_the_token(requests.get(f"{client.inference_url}/ping", timeout=30))
+    headers = {"Authorization": f"Bearer {read_keys(client.key_file)['inference']}"}
+    ping = requests.get(f"{client.inference_url}/ping", headers=headers, timeout=30)
+    assert ping.status_code == 200 and ping.json() == {"status": "Healthy"}
+    assert requests.get(f"{metrics_url(client)}/metrics", timeout=30).status_code == 200
