@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 
 from export.archive import SUMS_NAME, sha256_file
-from ops.client import DetectorClient, read_keys
+from ops.client import DetectorClient
 
 REPO = Path(__file__).resolve().parent.parent
 ADDRESS_KEYS = ("inference_address", "management_address", "metrics_address")
