@@ -1,0 +1,41 @@
+"""The robustness report: each condition changes the image as named, and the report runs end to end."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from detector.preprocessing import decode_image
+from tests.conftest import MODEL_DIR, photo
+from training import robustness
+
+
+def test_conditions_change_the_image_as_named() -> None:
+    image = photo(32, 32, seed=1)
+    for side in (256, 512, 1024):
+        data = robustness.CONDITIONS[f"upscaled to {side} px, JPEG 90"](image)
+        assert Image.open(io.BytesIO(data)).size == (side, side) and Image.open(io.BytesIO(data)).format == "JPEG"
+    low, high = robustness.CONDITIONS["JPEG quality 50"](image), robustness.CONDITIONS["JPEG quality 90"](image)
+    assert len(low) < len(high)
+    blurred = decode_image(robustness.CONDITIONS["Gaussian blur σ=1 px"](image))
+    assert blurred.size == (32, 32) and list(blurred.getdata()) != list(image.getdata())
+
+
+def test_outside_photos_are_real_decodable_images() -> None:
+    sets = robustness.outside_photos(seed=0, crops_per_photo=2)
+    counts = [len(files) for files in sets.values()]
+    assert counts[0] >= 15 and counts[1] == 2 * counts[0] and counts[2] == 100
+    assert all(min(decode_image(f).size) >= 25 for files in sets.values() for f in files)
+
+
+def test_report_runs_end_to_end(cifake_dir: Path, tmp_path: Path) -> None:
+    robustness.main(["--model", str(MODEL_DIR), "--data", str(cifake_dir), "--images", "16", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "robustness.json").read_text())
+    assert [r["condition"] for r in report["cifake"]] == list(robustness.CONDITIONS)
+    assert all(0.0 <= r["accuracy"] <= 1.0 and r["images"] == 16 for r in report["cifake"])
+    assert all(0.0 <= r["false_positive_rate"] <= 1.0 for r in report["outside"])
+    assert "| JPEG quality 50 |" in (tmp_path / "robustness.md").read_text()
+    assert (tmp_path / "robustness.png").stat().st_size > 10_000

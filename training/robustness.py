@@ -1,0 +1,189 @@
+"""Robustness report: the model through the server's own preprocessing (bytes -> ``load_aligned``)
+under what real uploads do to an image, plus real photographs from outside CIFAKE.
+
+    python -m training.robustness --model model --data ../shared/data/cifake --images 2000 --out model/reports
+
+Conditions on a fixed, seeded sample of the official test split: clean; JPEG re-encoded at
+quality 90/75/50; upscaled to 256/512/1024 px and saved as JPEG (a larger copy of the same
+picture); Gaussian blur. Outside CIFAKE: the sample photographs that ship with scikit-image,
+scikit-learn and matplotlib (whole, and random crops) and the LFW face subset of scikit-image:
+all are real photographs, so every FAKE answer on them is a false positive.
+Writes robustness.json, robustness.md and robustness.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageFilter  # noqa: E402
+
+from detector.data import CifakeSource  # noqa: E402
+from detector.metadata import ModelMetadata  # noqa: E402
+from detector.model import AlignedClassifier, calibrated_probabilities, load_model, predict_logits  # noqa: E402
+from detector.preprocessing import decode_image, load_aligned  # noqa: E402
+
+Transform = Callable[[Image.Image], bytes]
+
+SKIMAGE_PHOTOS = ("astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "grass.png",
+                  "gravel.png", "hubble_deep_field.jpg", "moon.png", "motorcycle_left.png", "motorcycle_right.png",
+                  "retina.jpg", "rocket.jpg", "page.png")
+
+
+def _encode(image: Image.Image, fmt: str, **params: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def _jpeg(quality: int) -> Transform:
+    return lambda image: _encode(image, "JPEG", quality=quality)
+
+
+def _upscaled_jpeg(side: int) -> Transform:
+    return lambda image: _encode(image.resize((side, side), Image.Resampling.BICUBIC), "JPEG", quality=90)
+
+
+def _blurred(radius: float) -> Transform:
+    return lambda image: _encode(image.filter(ImageFilter.GaussianBlur(radius)), "PNG")
+
+
+CONDITIONS: dict[str, Transform | None] = {
+    "clean (original file)": None,
+    "JPEG quality 90": _jpeg(90),
+    "JPEG quality 75": _jpeg(75),
+    "JPEG quality 50": _jpeg(50),
+    "upscaled to 256 px, JPEG 90": _upscaled_jpeg(256),
+    "upscaled to 512 px, JPEG 90": _upscaled_jpeg(512),
+    "upscaled to 1024 px, JPEG 90": _upscaled_jpeg(1024),
+    "Gaussian blur σ=0.5 px": _blurred(0.5),
+    "Gaussian blur σ=1 px": _blurred(1.0),
+}
+
+
+def _classify(model: AlignedClassifier, metadata: ModelMetadata, files: list[bytes]) -> np.ndarray:
+    """FAKE probabilities for encoded files, through the exact serving preprocessing."""
+    batch = np.stack([load_aligned(f, metadata.input_size, metadata.downsample_filter).transpose(2, 0, 1) for f in files])
+    logits = predict_logits(model, torch.from_numpy(batch), batch_size=128)
+    return calibrated_probabilities(logits, metadata.temperature).numpy()[:, 1]
+
+
+def cifake_conditions(model: AlignedClassifier, metadata: ModelMetadata, data: Path, count: int,
+                      seed: int) -> list[dict[str, Any]]:
+    source = CifakeSource(data, metadata.class_names)
+    samples = source.split("test")
+    chosen = [samples[i] for i in np.sort(np.random.default_rng(seed).choice(len(samples), count, replace=False))]
+    originals = [source.read_bytes(s) for s in chosen]
+    labels = np.array([s.label for s in chosen])
+    decoded = [decode_image(b) for b in originals]
+    rows = []
+    for name, transform in CONDITIONS.items():
+        files = originals if transform is None else [transform(image) for image in decoded]
+        fake = _classify(model, metadata, files)
+        predicted = (fake >= 0.5).astype(int)
+        rows.append({"condition": name, "images": len(files), "accuracy": float((predicted == labels).mean()),
+                     "real_recall": float((predicted[labels == 0] == 0).mean()),
+                     "fake_recall": float((predicted[labels == 1] == 1).mean())})
+        print(f"[robustness] {name}: accuracy {rows[-1]['accuracy']:.2%}", file=sys.stderr, flush=True)
+    return rows
+
+
+def outside_photos(seed: int, crops_per_photo: int = 8) -> dict[str, list[bytes]]:
+    """Real photographs bundled with scikit-image, scikit-learn and matplotlib, as encoded files."""
+    import matplotlib as mpl
+    import skimage
+    import sklearn
+
+    paths = [Path(skimage.__file__).parent / "data" / n for n in SKIMAGE_PHOTOS]
+    paths += [Path(sklearn.__file__).parent / "datasets" / "images" / n for n in ("china.jpg", "flower.jpg")]
+    paths.append(Path(mpl.get_data_path()) / "sample_data" / "grace_hopper.jpg")
+    whole = [p.read_bytes() for p in paths]
+    rng = np.random.default_rng(seed)
+    crops = []
+    for data in whole:
+        image = decode_image(data)
+        for _ in range(crops_per_photo):
+            side = int(rng.integers(64, min(image.size) + 1)) if min(image.size) > 64 else min(image.size)
+            left, top = int(rng.integers(0, image.width - side + 1)), int(rng.integers(0, image.height - side + 1))
+            crops.append(_encode(image.crop((left, top, left + side, top + side)), "JPEG", quality=90))
+    faces = np.load(Path(skimage.__file__).parent / "data" / "lfw_subset.npy")[:100]  # the 100 face crops
+    lfw = [_encode(Image.fromarray((face * 255).astype(np.uint8)), "PNG") for face in faces]
+    return {f"{len(whole)} library sample photos (whole)": whole,
+            f"{len(crops)} random square crops of them (64 px to full, JPEG 90)": crops,
+            f"{len(lfw)} LFW face crops (scikit-image, 25×25 grey)": lfw}
+
+
+def outside_rows(model: AlignedClassifier, metadata: ModelMetadata, seed: int) -> list[dict[str, Any]]:
+    rows = []
+    for name, files in outside_photos(seed).items():
+        fake = _classify(model, metadata, files)
+        rows.append({"set": name, "images": len(files), "false_positive_rate": float((fake >= 0.5).mean()),
+                     "mean_fake_probability": float(fake.mean())})
+        print(f"[robustness] {name}: FPR {rows[-1]['false_positive_rate']:.1%}", file=sys.stderr, flush=True)
+    return rows
+
+
+def markdown(report: dict[str, Any]) -> str:
+    clean = report["cifake"][0]["accuracy"]
+    lines = [f"# Robustness of ai_detector {report['model_version']} (align {report['align_size']})", "",
+             f"Fixed sample of {report['cifake'][0]['images']} official test images (seed {report['seed']}), each "
+             "changed as below, then decoded and aligned exactly as the server does.", "",
+             "| condition | accuracy | Δ vs clean | REAL recall | FAKE recall |", "|---|---|---|---|---|"]
+    lines += [f"| {r['condition']} | {r['accuracy']:.2%} | {100 * (r['accuracy'] - clean):+.2f} pt | "
+              f"{r['real_recall']:.2%} | {r['fake_recall']:.2%} |" for r in report["cifake"]]
+    lines += ["", "Real photographs from outside CIFAKE (every FAKE answer is a false positive):", "",
+              "| set | images | false-positive rate | mean P(FAKE) |", "|---|---|---|---|"]
+    lines += [f"| {r['set']} | {r['images']} | {r['false_positive_rate']:.1%} | {r['mean_fake_probability']:.3f} |"
+              for r in report["outside"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    rows = report["cifake"]
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    axis.barh([r["condition"] for r in rows][::-1], [100 * r["accuracy"] for r in rows][::-1], color="#4c72b0")
+    axis.axvline(50, color="grey", linestyle=":", label="chance")
+    axis.set_xlim(40, 100)
+    axis.set_xlabel("accuracy on the fixed test sample (%)")
+    axis.set_title(f"ai_detector {report['model_version']}: robustness to common image changes")
+    axis.legend(loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=Path("model"))
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/cifake"))
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=Path("model/reports"))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, metadata = load_model(args.model)
+    report = {"model_version": metadata.version, "align_size": metadata.align_size, "seed": args.seed,
+              "cifake": cifake_conditions(model, metadata, args.data, args.images, args.seed),
+              "outside": outside_rows(model, metadata, args.seed)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "robustness.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "robustness.md").write_text(markdown(report))
+    plot(report, args.out / "robustness.png")
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
