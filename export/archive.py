@@ -13,6 +13,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from detector.metadata import METADATA_FILENAME, ModelMetadata
@@ -45,28 +46,42 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def build_archive(model_name: str, version: str, artifact: Path, extra_files: Path, model_store: Path,
+                  file_name: str | None = None) -> Path:
+    """One .mar: ``model_name`` at ``version`` serving ``artifact`` (its suffix picks the runtime).
+
+    ``file_name`` (default ``<model_name>.mar``) lets two versions of one model share a store:
+    TorchServe reads name and version from the archive's manifest, not from the file name.
+    """
+    with tempfile.TemporaryDirectory(dir=model_store) as staging:
+        command = [
+            str(Path(sys.executable).with_name("torch-model-archiver")),
+            "--model-name", model_name, "--version", version,
+            "--serialized-file", str(artifact),
+            "--handler", str(HANDLER), "--extra-files", str(extra_files),
+            "--config-file", str(MODEL_CONFIG),
+            "--export-path", staging,
+        ]
+        subprocess.run(command, check=True)
+        archive = (Path(staging) / f"{model_name}.mar").replace(model_store / (file_name or f"{model_name}.mar"))
+    print(f"[archive] {archive} ({archive.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
+    return archive
+
+
 def build_archives(artifacts: Path, model_store: Path, stage_root: Path = REPO / "build" / "stage") -> list[Path]:
     """Run torch-model-archiver for each backend and record the archives' SHA-256 sums."""
     metadata_path = artifacts / METADATA_FILENAME
     version = ModelMetadata.load(metadata_path).version
     extra = stage_extra_files(stage_root, metadata_path)
     model_store.mkdir(parents=True, exist_ok=True)
-    built = []
-    for model_name, artifact in ARCHIVES.items():
-        command = [
-            str(Path(sys.executable).with_name("torch-model-archiver")),
-            "--model-name", model_name, "--version", version,
-            "--serialized-file", str(artifacts / artifact),
-            "--handler", str(HANDLER), "--extra-files", str(extra),
-            "--config-file", str(MODEL_CONFIG),
-            "--export-path", str(model_store), "--force",
-        ]
-        subprocess.run(command, check=True)
-        built.append(model_store / f"{model_name}.mar")
-        print(f"[archive] {built[-1]} ({built[-1].stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
-    sums = "".join(f"{sha256_file(p)}  {p.name}\n" for p in built)
-    (model_store / SUMS_NAME).write_text(sums)
+    built = [build_archive(name, version, artifacts / artifact, extra, model_store) for name, artifact in ARCHIVES.items()]
+    write_sums(model_store, built)
     return built
+
+
+def write_sums(model_store: Path, archives: list[Path]) -> None:
+    """Record the archives' SHA-256 sums; ``ops.server`` refuses to serve anything else."""
+    (model_store / SUMS_NAME).write_text("".join(f"{sha256_file(p)}  {p.name}\n" for p in archives))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,9 +45,11 @@ class AIDetectorHandler:
         self.device = select_device(properties.get("gpu_id"))
         artifact = model_dir / context.manifest["model"]["serializedFile"]
         self.backend = load_backend(artifact, self.device, self.settings.threads)
+        # the archive's version is the one operators route to (TorchServe model versions)
+        self.model_version = str(context.manifest["model"].get("modelVersion", self.metadata.version))
         self.initialized = True
-        logger.info("ai_detector %s: %s on %s, %d threads", self.metadata.version, self.backend.name,
-                    self.device, self.settings.threads)
+        logger.info("ai_detector %s (weights %s): %s on %s, %d threads", self.model_version, self.metadata.version,
+                    self.backend.name, self.device, self.settings.threads)
 
     def preprocess(self, requests: list[dict[str, Any]]) -> PreparedBatch:
         return preprocess(requests, self.metadata, self.settings.limits)
@@ -58,7 +60,7 @@ class AIDetectorHandler:
         return self.backend(prepared.images)
 
     def postprocess(self, logits: np.ndarray, prepared: PreparedBatch) -> list[dict[str, Any]]:
-        return postprocess(logits, prepared, self.metadata, self.backend.name)
+        return postprocess(logits, prepared, self.metadata, self.backend.name, self.model_version)
 
     def handle(self, requests: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
         started = time.perf_counter()

@@ -95,8 +95,9 @@ def error_body(error: InvalidImageError) -> dict[str, Any]:
     return {"code": error.status, "type": error.kind, "message": str(error)}
 
 
-def postprocess(logits: np.ndarray, prepared: PreparedBatch, metadata: ModelMetadata, backend_name: str) -> list[dict[str, Any]]:
-    """One JSON-serialisable response per request, in request order."""
+def postprocess(logits: np.ndarray, prepared: PreparedBatch, metadata: ModelMetadata, backend_name: str,
+                model_version: str) -> list[dict[str, Any]]:
+    """One JSON-serialisable response per request, in request order, naming the version that answered."""
     probabilities = calibrated_probabilities(torch.from_numpy(np.asarray(logits)), metadata.temperature).numpy()
     slots: dict[int, dict[str, Any]] = {pos: error_body(err) for pos, err in prepared.errors.items()}
     for row, position in enumerate(prepared.positions):
@@ -104,7 +105,7 @@ def postprocess(logits: np.ndarray, prepared: PreparedBatch, metadata: ModelMeta
         slots[position] = {
             "label": metadata.class_names[label_index],
             "probabilities": {name: float(probabilities[row, i]) for i, name in enumerate(metadata.class_names)},
-            "model_version": metadata.version,
+            "model_version": model_version,
             "backend": backend_name,
         }
     return [slots[i] for i in range(len(slots))]

@@ -67,10 +67,14 @@ class DetectorClient:
     def _headers(self, kind: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {read_keys(self.key_file)[kind]}"}
 
-    def predict_response(self, image: bytes | str | Path, model: str | None = None) -> requests.Response:
-        """POST the raw image bytes, retrying retriable failures; returns the last HTTP response."""
+    def _model_path(self, model: str | None, version: str | None) -> str:
+        return f"{model or self.model}/{version}" if version else (model or self.model)
+
+    def predict_response(self, image: bytes | str | Path, model: str | None = None,
+                         version: str | None = None) -> requests.Response:
+        """POST the raw image bytes (to ``version``, else the default version), retrying retriable failures."""
         data = image if isinstance(image, bytes) else Path(image).read_bytes()
-        url = f"{self.inference_url}/predictions/{model or self.model}"
+        url = f"{self.inference_url}/predictions/{self._model_path(model, version)}"
 
         def post() -> requests.Response:
             return self.session.post(url, data=data, headers=self._headers("inference"), timeout=self.timeout)
@@ -86,9 +90,9 @@ class DetectorClient:
             time.sleep(self.backoff * 2 ** attempt)
         return post()  # the last attempt: its answer, or its exception, goes to the caller
 
-    def predict(self, image: bytes | str | Path, model: str | None = None) -> dict[str, Any]:
+    def predict(self, image: bytes | str | Path, model: str | None = None, version: str | None = None) -> dict[str, Any]:
         """The prediction JSON; raises ``requests.HTTPError`` carrying the server's JSON error."""
-        response = self.predict_response(image, model)
+        response = self.predict_response(image, model, version)
         response.raise_for_status()
         return response.json()
 
@@ -98,10 +102,29 @@ class DetectorClient:
         response.raise_for_status()
         return response
 
-    def describe(self, model: str | None = None) -> list[dict[str, Any]]:
-        return self.management("GET", f"models/{model or self.model}").json()
+    def list_models(self) -> list[dict[str, Any]]:
+        return self.management("GET", "models", limit=1000).json()["models"]
 
-    def scale_workers(self, min_worker: int, max_worker: int | None = None, model: str | None = None) -> dict[str, Any]:
+    def describe(self, model: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
+        """One entry per described version (``version="all"`` lists every version) with its workers."""
+        return self.management("GET", f"models/{self._model_path(model, version)}").json()
+
+    def scale_workers(self, min_worker: int, max_worker: int | None = None, model: str | None = None,
+                      version: str | None = None) -> dict[str, Any]:
         """Synchronously scale workers (returns once they are up)."""
-        return self.management("PUT", f"models/{model or self.model}", min_worker=min_worker,
+        return self.management("PUT", f"models/{self._model_path(model, version)}", min_worker=min_worker,
                                max_worker=max_worker or min_worker, synchronous="true").json()
+
+    def register(self, archive: str, batch_size: int = 8, max_batch_delay: int = 5, initial_workers: int = 1,
+                 response_timeout: int = 60) -> dict[str, Any]:
+        """Register an archive of the model store (needs ``enable_model_api=true``), synchronously."""
+        return self.management("POST", "models", url=archive, batch_size=batch_size, max_batch_delay=max_batch_delay,
+                               initial_workers=initial_workers, response_timeout=response_timeout,
+                               synchronous="true").json()
+
+    def set_default(self, version: str, model: str | None = None) -> dict[str, Any]:
+        """Route unversioned requests to ``version`` (switching, or rolling back)."""
+        return self.management("PUT", f"models/{model or self.model}/{version}/set-default").json()
+
+    def unregister(self, version: str | None = None, model: str | None = None) -> dict[str, Any]:
+        return self.management("DELETE", f"models/{self._model_path(model, version)}").json()

@@ -24,7 +24,7 @@ class FakeContext:
 
     def __init__(self, model_dir: Path, serialized_file: str, handler_yaml: dict | None = None) -> None:
         self.system_properties = {"model_dir": str(model_dir), "gpu_id": None, "batch_size": 8}
-        self.manifest = {"model": {"serializedFile": serialized_file}}
+        self.manifest = {"model": {"serializedFile": serialized_file, "modelVersion": "1.2.3"}}
         self.model_yaml_config = {"handler": handler_yaml or {}}
         self.statuses: dict[int, tuple[int, str]] = {}
         self.content_types: dict[int, str] = {}
@@ -81,14 +81,14 @@ def test_postprocess_applies_the_temperature_and_keeps_request_order() -> None:
     logits = np.array([[2.0, 0.0], [0.0, 3.0]], dtype=np.float32)
     prepared = PreparedBatch(images=np.zeros((2, 3, 32, 32), np.uint8), positions=[0, 2],
                              errors={1: InvalidImageError("bad", status=400)})
-    responses = postprocess(logits, prepared, metadata, "torchscript")
+    responses = postprocess(logits, prepared, metadata, "torchscript", "9.9.9-onnx")
     assert [r.get("label") for r in responses] == ["REAL", None, "FAKE"]
     assert responses[1] == {"code": 400, "type": "InvalidImage", "message": "bad"}
     expected = torch.softmax(torch.tensor(logits) / 2.0, dim=1).numpy()
     assert responses[0]["probabilities"]["REAL"] == pytest.approx(float(expected[0, 0]), abs=1e-6)
     assert responses[2]["probabilities"]["FAKE"] == pytest.approx(float(expected[1, 1]), abs=1e-6)
     assert sum(responses[2]["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
-    assert responses[0]["model_version"] == "9.9.9"
+    assert responses[0]["model_version"] == "9.9.9-onnx" and responses[0]["backend"] == "torchscript"
 
 
 def test_handler_settings_reject_unknown_keys() -> None:

@@ -24,15 +24,22 @@ def free_ports(count: int) -> tuple[int, ...]:
     return ports
 
 
-def start_server(run_dir: Path, edit_config=None) -> DetectorClient:
+def with_model_api_and_no_models(text: str) -> str:
+    """config.properties as an operator who turns the model API on and registers models by hand."""
+    text = text.replace("enable_model_api=false", "enable_model_api=true")
+    text = re.sub(r"^load_models=.*$", "load_models=", text, flags=re.MULTILINE)
+    return re.sub(r"^models=\{.*?^\}\n", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def start_server(run_dir: Path, edit_config=None, model_store: Path = MODEL_STORE) -> DetectorClient:
     """TorchServe from config.properties (optionally edited) on free ports; stopped on failure."""
-    if not (MODEL_STORE / "SHA256SUMS").exists():
-        pytest.fail("model_store/ has no archives: run `make build` (make test does it first)")
+    if not (model_store / "SHA256SUMS").exists():
+        pytest.fail(f"{model_store} has no archives: run `make build` (make test does it first)")
     config = render_config(REPO / "config.properties", run_dir / "config.properties", free_ports(5))
     if edit_config:
         config.write_text(edit_config(config.read_text()))
     try:
-        return start(config, MODEL_STORE, run_dir, timeout=240)
+        return start(config, model_store, run_dir, timeout=240)
     except Exception:
         stop(run_dir)
         raise

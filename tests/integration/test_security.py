@@ -14,7 +14,7 @@ import requests
 
 from ops.client import read_keys
 from ops.server import stop
-from tests.integration.conftest import metrics_url, start_server
+from tests.integration.conftest import metrics_url, start_server, with_model_api_and_no_models
 
 pytestmark = pytest.mark.integration
 LOOPBACK_HEX = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
@@ -83,17 +83,11 @@ def test_model_registration_is_disabled_by_default(server) -> None:
     assert client.describe("ai_detector")[0]["workers"]
 
 
-def _without_models(text: str) -> str:
-    text = text.replace("enable_model_api=false", "enable_model_api=true")
-    text = re.sub(r"^load_models=.*$", "load_models=", text, flags=re.MULTILINE)
-    return re.sub(r"^models=\{.*?^\}\n", "", text, flags=re.MULTILINE | re.DOTALL)
-
-
 @pytest.fixture(scope="module")
 def open_api_server(tmp_path_factory: pytest.TempPathFactory, cifake_dir: Path):
     """A second server with the model API turned ON (an operator's choice) and no models loaded."""
     run_dir = tmp_path_factory.mktemp("torchserve_open_api")
-    client = start_server(run_dir, _without_models)
+    client = start_server(run_dir, with_model_api_and_no_models)
     yield client
     stop(run_dir)
 
