@@ -19,7 +19,9 @@ from detector.metadata import ModelMetadata
 from handlers.stages import (
     REASON_PHRASES,
     HandlerSettings,
+    MetricSample,
     PreparedBatch,
+    batch_metrics,
     load_backend,
     postprocess,
     preprocess,
@@ -65,12 +67,24 @@ class AIDetectorHandler:
     def handle(self, requests: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
         started = time.perf_counter()
         prepared = self.preprocess(requests)
+        decoded = time.perf_counter()
         logits = self.inference(prepared)
+        inferred = time.perf_counter()
         responses = self.postprocess(logits, prepared)
         for position in range(len(requests)):  # answers and errors alike are JSON
             context.set_response_content_type(position, "application/json")
         for position, error in prepared.errors.items():
             context.set_response_status(error.status, REASON_PHRASES.get(error.status, "Bad Request"), idx=position)
-        logger.debug("batch of %d (%d rejected) in %.1f ms", len(requests), len(prepared.errors),
-                     (time.perf_counter() - started) * 1000)
+        emit_metrics(context, batch_metrics(prepared, responses, (decoded - started) * 1000, (inferred - decoded) * 1000))
         return responses
+
+
+def emit_metrics(context: Any, samples: list[MetricSample]) -> None:
+    """Hand the batch's metrics to TorchServe (config.properties turns on model_metrics_auto_detect)."""
+    from ts.metrics.dimension import Dimension
+    from ts.metrics.metric_type_enum import MetricTypes
+
+    for sample in samples:
+        context.metrics.add_metric(sample.name, sample.value, sample.unit,
+                                   dimensions=[Dimension(name, value) for name, value in sample.dimensions],
+                                   metric_type=MetricTypes(sample.kind))

@@ -5,6 +5,7 @@
 * ``preprocess``           requests -> one uint8 batch (N,3,32,32) + per-request errors
 * ``Backend.__call__``     batch -> logits (one host->device copy; the upsample runs on the device)
 * ``postprocess``          logits -> calibrated JSON per request, errors left in their slots
+* ``batch_metrics``        the batch's own metrics (size, stage times, labels, input errors)
 
 A bad input fails only its own request (4xx JSON); the rest of the dynamic batch is answered.
 """
@@ -16,6 +17,7 @@ import binascii
 import json
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -109,6 +111,31 @@ def postprocess(logits: np.ndarray, prepared: PreparedBatch, metadata: ModelMeta
             "backend": backend_name,
         }
     return [slots[i] for i in range(len(slots))]
+
+
+@dataclass(frozen=True)
+class MetricSample:
+    """One value for TorchServe's metrics (Prometheus on the metrics port); ModelName/Level are added by TorchServe."""
+
+    name: str
+    value: float
+    unit: str
+    kind: str                                      # "counter" or "histogram"
+    dimensions: tuple[tuple[str, str], ...] = ()
+
+
+def batch_metrics(prepared: PreparedBatch, responses: list[dict[str, Any]], preprocess_ms: float,
+                  inference_ms: float) -> list[MetricSample]:
+    """What operators watch per batch: its size, stage times, answers per label, input errors per type."""
+    samples = [MetricSample("BatchSize", len(responses), "count", "histogram"),
+               MetricSample("PreprocessMs", preprocess_ms, "ms", "histogram")]
+    if prepared.positions:  # no inference ran for a batch of only bad requests
+        samples.append(MetricSample("InferenceMs", inference_ms, "ms", "histogram"))
+    labels = Counter(r["label"] for r in responses if "label" in r)
+    samples += [MetricSample("Predictions", n, "count", "counter", (("Label", label),)) for label, n in sorted(labels.items())]
+    errors = Counter(error.kind for error in prepared.errors.values())
+    samples += [MetricSample("InputErrors", n, "count", "counter", (("ErrorType", kind),)) for kind, n in sorted(errors.items())]
+    return samples
 
 
 class Backend(Protocol):

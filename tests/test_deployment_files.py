@@ -2,19 +2,74 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 
+import jsonschema
 import yaml
 
+from monitoring.dashboard import OUTPUT, render
 from tests.conftest import REPO
+
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def test_compose_file_is_valid_against_the_compose_specification_schema() -> None:
+    schema = json.loads((REPO / "tests" / "schemas" / "compose_spec.json").read_text())
+    jsonschema.validate(COMPOSE, schema)
+    broken = {**COMPOSE, "services": {"detector": {**COMPOSE["services"]["detector"], "ports": "8080"}}}
+    try:
+        jsonschema.validate(broken, schema)
+    except jsonschema.ValidationError:
+        pass
+    else:
+        raise AssertionError("the schema accepted a malformed ports entry: it is not checking anything")
 
 
 def test_compose_publishes_on_loopback_only_and_mounts_the_model_store_read_only() -> None:
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    service = compose["services"]["detector"]
-    assert service["ports"] and all(port.startswith("127.0.0.1:") for port in service["ports"])
-    assert "./model_store:/app/model_store:ro" in service["volumes"]
-    assert (REPO / service["build"]["dockerfile"]).exists() and "healthcheck" in service
+    for name, service in COMPOSE["services"].items():
+        assert service["ports"] and all(port.startswith("127.0.0.1:") for port in service["ports"]), name
+    for name in ("detector", "detector-gpu"):
+        service = COMPOSE["services"][name]
+        assert "./model_store:/app/model_store:ro" in service["volumes"] and "healthcheck" in service
+        assert (REPO / service["build"]["dockerfile"]).exists()
+    assert COMPOSE["services"]["detector"]["image"] == COMPOSE["services"]["detector-gpu"]["image"]
+
+
+def test_compose_gpu_profile_reserves_an_nvidia_device() -> None:
+    gpu = COMPOSE["services"]["detector-gpu"]
+    assert gpu["profiles"] == ["gpu"] and "profiles" not in COMPOSE["services"]["detector"]
+    device = gpu["deploy"]["resources"]["reservations"]["devices"][0]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"] and device["count"] == 1
+
+
+def test_compose_monitoring_services_mount_files_that_exist() -> None:
+    for name in ("prometheus", "grafana"):
+        service = COMPOSE["services"][name]
+        assert service["profiles"] == ["monitoring"]
+        for volume in service["volumes"]:
+            assert (REPO / volume.split(":")[0]).exists(), volume
+    scrape = yaml.safe_load((REPO / "monitoring" / "prometheus.yml").read_text())
+    assert "detector:8082" in scrape["scrape_configs"][0]["static_configs"][0]["targets"]
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    result = subprocess.run([str(REPO / ".venv" / "bin" / "hadolint"), "--config", str(REPO / ".hadolint.yaml"),
+                             str(REPO / "docker" / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_installs_from_the_lock_and_runs_unprivileged() -> None:
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    assert "COPY pyproject.toml uv.lock ./" in dockerfile and "uv sync --frozen" in dockerfile
+    assert re.search(r"^USER 10001$", dockerfile, flags=re.MULTILINE)
+
+
+def test_grafana_dashboard_is_the_generated_one() -> None:
+    assert OUTPUT.read_text() == render(), "run: python -m monitoring.dashboard"
+    panels = json.loads(OUTPUT.read_text())["panels"]
+    assert len(panels) >= 8 and all(p["targets"] for p in panels)
 
 
 def test_config_properties_binds_loopback_and_locks_the_control_plane() -> None:

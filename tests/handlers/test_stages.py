@@ -19,8 +19,21 @@ from tests.conftest import encode, photo
 JPEG = encode(photo(64, 64), "JPEG")
 
 
+class FakeMetrics:
+    """ts.metrics cache stand-in: records what the handler emits."""
+
+    def __init__(self) -> None:
+        self.emitted: list[tuple[str, float, str, dict[str, str], str]] = []
+
+    def add_metric(self, name, value, unit, idx=None, dimensions=(), metric_type=None) -> None:
+        self.emitted.append((name, value, unit, {d.name: d.value for d in dimensions}, metric_type.value))
+
+    def total(self, name: str, **dimensions: str) -> float:
+        return sum(v for n, v, _, dims, _ in self.emitted if n == name and all(dims.get(k) == x for k, x in dimensions.items()))
+
+
 class FakeContext:
-    """The parts of ts.context.Context the handler uses, recording per-request statuses."""
+    """The parts of ts.context.Context the handler uses, recording per-request statuses and metrics."""
 
     def __init__(self, model_dir: Path, serialized_file: str, handler_yaml: dict | None = None) -> None:
         self.system_properties = {"model_dir": str(model_dir), "gpu_id": None, "batch_size": 8}
@@ -28,6 +41,7 @@ class FakeContext:
         self.model_yaml_config = {"handler": handler_yaml or {}}
         self.statuses: dict[int, tuple[int, str]] = {}
         self.content_types: dict[int, str] = {}
+        self.metrics = FakeMetrics()
 
     def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
         self.statuses[idx] = (code, phrase)
@@ -119,6 +133,13 @@ def test_handle_answers_every_request_of_a_mixed_batch(initialised, cifake_image
         assert responses[index]["label"] in ("REAL", "FAKE")
         assert sum(responses[index]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert responses[1]["type"] == "EmptyInput" and responses[3]["type"] == "UnsupportedFormat"
+    metrics = context.metrics
+    assert metrics.total("BatchSize") == 6
+    assert metrics.total("InputErrors", ErrorType="EmptyInput") == 1
+    assert metrics.total("InputErrors", ErrorType="UnsupportedFormat") == 1
+    assert metrics.total("Predictions", Label="REAL") + metrics.total("Predictions", Label="FAKE") == 4
+    assert metrics.total("InferenceMs") > 0 and metrics.total("PreprocessMs") > 0
+    assert {kind for name, *_, kind in metrics.emitted if name == "BatchSize"} == {"histogram"}
 
 
 def test_both_backends_agree_through_the_handler(artifacts_dir: Path, cifake_images) -> None:
@@ -136,3 +157,4 @@ def test_batch_of_only_bad_requests_runs_no_inference(initialised) -> None:
     context = FakeContext(Path("."), "unused")
     responses = handler.handle([{"body": b"x"}, {}], context)
     assert [r["code"] for r in responses] == [415, 400] and set(context.statuses) == {0, 1}
+    assert "InferenceMs" not in {name for name, *_ in context.metrics.emitted}

@@ -19,6 +19,7 @@ import torch
 from detector.model import calibrated_probabilities, load_model, predict_logits
 from detector.preprocessing import load_aligned
 from ops.client import DetectorClient, read_keys
+from monitoring.dashboard import metric_names
 from tests.conftest import MODEL_DIR, REPO, encode
 from tests.integration.conftest import check_schema, metrics_url
 
@@ -142,7 +143,22 @@ def test_locust_scenario_runs_clean_against_the_server(server, tmp_path: Path) -
     assert requests_count > 10 and failures == 0
 
 
-def test_metrics_port_serves_prometheus_text_for_probes_without_a_key(server) -> None:
+def test_metrics_port_serves_the_handlers_own_metrics_without_a_key(server, cifake_images) -> None:
     client, _ = server
+    for _, data in cifake_images[:4]:
+        client.predict(data)
+    assert client.predict_response(b"<html>not an image</html>").status_code == 415
     response = requests.get(f"{metrics_url(client)}/metrics", timeout=30)
     assert response.status_code == 200 and "# TYPE" in response.text
+    lines = response.text.splitlines()
+
+    def value(prefix: str, *needles: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines
+                   if line.startswith(prefix) and 'ModelName="ai_detector"' in line and all(n in line for n in needles))
+
+    assert value("BatchSize_count") >= 5 and value("BatchSize_sum") >= 5
+    assert value("PreprocessMs_count") >= 5 and value("InferenceMs_count") >= 4
+    assert value("Predictions", 'Label="REAL"') + value("Predictions", 'Label="FAKE"') >= 4
+    assert value("InputErrors", 'ErrorType="UnsupportedFormat"') >= 1
+    exposed = {re.split(r"[{ ]", line, maxsplit=1)[0] for line in lines if line and not line.startswith("#")}
+    assert metric_names() - exposed == set(), "the Grafana dashboard queries metrics the server does not expose"
