@@ -20,8 +20,8 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("Requests per second (by model)", "reqps",
      [("{{model_name}}", "sum by (model_name) (rate(ts_inference_requests_total[1m]))")]),
     ("HTTP answers per second", "reqps",
-     [("2xx", "sum(rate(Requests2XX_total[1m]))"), ("4xx", "sum(rate(Requests4XX_total[1m]))"),
-      ("5xx", "sum(rate(Requests5XX_total[1m]))")]),
+     [("2xx", "sum(rate(Requests2XX[1m]))"), ("4xx", "sum(rate(Requests4XX[1m]))"),
+      ("5xx", "sum(rate(Requests5XX[1m]))")]),
     ("Mean latency per request (ms)", "ms",
      [("inference {{model_name}}", "sum by (model_name) (rate(ts_inference_latency_microseconds[1m])) / "
                                    "sum by (model_name) (rate(ts_inference_requests_total[1m])) / 1000"),
@@ -36,9 +36,9 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
       ("inference p50 {{ModelName}}", "histogram_quantile(0.5, sum by (ModelName, le) (rate(InferenceMs_bucket[5m])))"),
       ("inference p95 {{ModelName}}", "histogram_quantile(0.95, sum by (ModelName, le) (rate(InferenceMs_bucket[5m])))")]),
     ("Predictions per second by label", "reqps",
-     [("{{Label}} {{ModelName}}", "sum by (ModelName, Label) (rate(Predictions_total[5m]))")]),
+     [("{{Label}} {{ModelName}}", "sum by (ModelName, Label) (rate(Predictions[5m]))")]),
     ("Rejected inputs per second by type", "reqps",
-     [("{{ErrorType}}", "sum by (ErrorType) (rate(InputErrors_total[5m]))")]),
+     [("{{ErrorType}}", "sum by (ErrorType) (rate(InputErrors[5m]))")]),
     ("Host CPU and memory", "percent",
      [("CPU", "max(CPUUtilization)"), ("memory", "max(MemoryUtilization)")]),
 ]

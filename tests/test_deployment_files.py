@@ -81,3 +81,14 @@ def test_config_properties_binds_loopback_and_locks_the_control_plane() -> None:
     assert settings["enable_model_api"] == "false" and settings["install_py_dep_per_model"] == "false"
     assert "disable_token_authorization" not in settings
     assert "http" not in settings["allowed_urls"]
+
+
+def test_config_routes_the_version_of_the_shipped_model() -> None:
+    """TorchServe refuses a models= entry whose version key differs from the archive's (metadata.json's)."""
+    from detector.metadata import ModelMetadata
+
+    text = (REPO / "config.properties").read_text()
+    models = json.loads(re.search(r"^models=(.*?^\})", text, flags=re.MULTILINE | re.DOTALL).group(1).replace("\\\n", ""))
+    version = ModelMetadata.load(REPO / "model").version
+    assert {name: list(versions) for name, versions in models.items()} == \
+        {"ai_detector": [version], "ai_detector_onnx": [version]}
