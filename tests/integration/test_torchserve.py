@@ -109,9 +109,27 @@ def _readme_block(marker: str) -> str:
 
 
 def _for_test_server(code: str, client: DetectorClient, run_dir: Path, image: Path) -> str:
-    return (code.replace("run/key_file.json", str(run_dir / "key_file.json"))
+    key_file = str(run_dir / "key_file.json")
+    return (code.replace("run/key_file.json", key_file)
                 .replace("http://127.0.0.1:8080", client.inference_url)
+                .replace("http://127.0.0.1:8081", client.management_url)
+                .replace(".venv/bin/python -m ops.cli", f"{REPO}/.venv/bin/python -m ops.cli --inference-url "
+                         f"{client.inference_url} --management-url {client.management_url} --key-file {key_file}")
                 .replace("image.jpg", str(image)))
+
+
+def test_readme_operator_block_works(server, tmp_path: Path) -> None:
+    client, run_dir = server
+    block = _for_test_server(_readme_block("readme-ops"), client, run_dir, tmp_path / "unused.jpg")
+    try:
+        output = subprocess.run(["bash", "-euo", "pipefail", "-c", block], capture_output=True, text=True,
+                                timeout=300, cwd=REPO)
+        assert output.returncode == 0, output.stderr
+        assert '"modelName": "ai_detector"' in output.stdout and "READY" in output.stdout
+        assert len(client.describe()[0]["workers"]) == 2
+    finally:
+        client.scale_workers(1)
+        client.scale_workers(1, 4)
 
 
 def test_readme_curl_and_python_examples_work(server, cifake_images, tmp_path: Path) -> None:
