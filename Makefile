@@ -33,11 +33,8 @@ test: build
 
 # Reliability runs outside CI's default: a 10-minute soak on a fresh server (worker memory growth
 # must stay under 10 %, every request answered), and 20,000 random fuzz examples per decode test.
-SOAK_SECONDS ?= 600
 soak: build
-	$(PY) -m ops.server start
-	$(PY) -m loadtest.soak --seconds $(SOAK_SECONDS) --out loadtest/results/soak; status=$$?; \
-	$(PY) -m ops.server stop; exit $$status
+	$(PY) -m pytest -m soak -s -p no:cacheprovider tests/integration/test_soak.py
 
 fuzz: .venv/.installed
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q -p no:cacheprovider tests/detector/test_fuzz_decode.py
