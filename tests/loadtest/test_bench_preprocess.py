@@ -1,0 +1,24 @@
+"""The preprocessing benchmark measures what it says: draft and full decodes of the same photo agree."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from loadtest.bench_preprocess import aligned, median_ms, photo_jpeg
+
+
+def test_photo_jpeg_has_the_requested_size_and_photo_like_compression() -> None:
+    data = photo_jpeg(800, 600)
+    assert Image.open(io.BytesIO(data)).size == (800, 600)
+    assert 20_000 < len(data) < 800 * 600 * 3 // 4  # compresses, but not like a flat image
+
+
+def test_draft_and_full_decodes_give_nearly_the_same_input() -> None:
+    data = photo_jpeg(1600, 1200, seed=3)
+    with_draft, without = aligned(data, 32, "bicubic", True), aligned(data, 32, "bicubic", False)
+    assert with_draft.shape == without.shape == (32, 32, 3)
+    assert np.abs(with_draft.astype(int) - without.astype(int)).mean() < 4
+    assert median_ms(data, 32, "bicubic", True, repeats=3) > 0
