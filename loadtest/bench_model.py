@@ -1,0 +1,78 @@
+"""Bare-model benchmark: the served artifacts and the handler's own stages (decode -> align ->
+batch -> backend -> calibrated JSON) without HTTP or TorchServe, per batch size. This is the
+ceiling the server is measured against.
+
+    python -m loadtest.bench_model --artifacts build/artifacts --out loadtest/results/bare_model
+
+Threads as the handler sets them (handlers/model-config.yaml). Writes bare_model.json/.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from detector.metadata import ModelMetadata
+from handlers.stages import HandlerSettings, load_backend, postprocess, preprocess, select_device
+from loadtest.images import load_images
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = {"torchscript": "ai_detector.pt", "onnx": "ai_detector.onnx"}
+
+
+def measure(artifacts: Path, backend_name: str, batch_sizes: list[int], images: list[bytes],
+            seconds_per_size: float) -> list[dict[str, float]]:
+    """img/s and per-batch latency (median, p95) for each batch size, through the handler's stages."""
+    settings = HandlerSettings.from_yaml(yaml.safe_load((REPO / "handlers" / "model-config.yaml").read_text())["handler"])
+    torch.set_num_threads(settings.threads)
+    metadata = ModelMetadata.load(artifacts)
+    backend = load_backend(artifacts / ARTIFACTS[backend_name], select_device(None), settings.threads)
+    rows = []
+
+    def handle(requests: list[dict[str, bytes]]) -> None:
+        prepared = preprocess(requests, metadata, settings.limits)
+        postprocess(backend(prepared.images), prepared, metadata, backend.name, metadata.version)
+
+    for size in batch_sizes:
+        requests = [{"body": images[i % len(images)]} for i in range(size)]
+        handle(requests)  # warm-up
+        latencies, started = [], time.perf_counter()
+        while time.perf_counter() - started < seconds_per_size or len(latencies) < 5:
+            begin = time.perf_counter()
+            handle(requests)
+            latencies.append((time.perf_counter() - begin) * 1000)
+        latencies.sort()
+        rows.append({"batch_size": size, "images_per_second": round(1000 * size * len(latencies) / sum(latencies), 1),
+                     "batch_ms_p50": round(statistics.median(latencies), 2),
+                     "batch_ms_p95": round(latencies[int(0.95 * (len(latencies) - 1))], 2), "batches": len(latencies)})
+        print(f"[bench] {backend_name} batch {size}: {rows[-1]}", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifacts", type=Path, default=REPO / "build" / "artifacts")
+    parser.add_argument("--batch-sizes", default="1,2,4,8,16,32")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per batch size")
+    parser.add_argument("--out", type=Path, default=REPO / "loadtest" / "results" / "bare_model")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.batch_sizes.split(",")]
+    images = load_images(256)
+    report = {name: measure(args.artifacts, name, sizes, images, args.seconds) for name in ARTIFACTS}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bare_model.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["| backend | batch size | images/s | batch latency p50 (ms) | p95 (ms) |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {r['batch_size']} | {r['images_per_second']:.1f} | {r['batch_ms_p50']:.1f} | {r['batch_ms_p95']:.1f} |"
+              for name, rows in report.items() for r in rows]
+    (args.out / "bare_model.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
