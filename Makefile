@@ -9,7 +9,7 @@ MODEL    ?= model
 ARTIFACTS := build/artifacts
 SOURCES  := $(wildcard detector/*.py handlers/*.py handlers/*.yaml export/*.py) $(MODEL)/model.safetensors $(MODEL)/metadata.json
 
-.PHONY: setup build serve stop test soak fuzz train evaluate robustness clean
+.PHONY: setup build kserve-layout serve stop test soak fuzz train evaluate robustness clean
 
 setup: .venv/.installed
 .venv/.installed: pyproject.toml uv.lock scripts/setup.sh
@@ -21,6 +21,10 @@ build: model_store/SHA256SUMS
 model_store/SHA256SUMS: .venv/.installed $(SOURCES)
 	$(PY) -m export.export --model $(MODEL) --out $(ARTIFACTS) --parity-data $(CIFAKE)
 	$(PY) -m export.archive --artifacts $(ARTIFACTS) --model-store model_store
+
+# The storage layout KServe's TorchServe predictor reads (docs/scaling.md).
+kserve-layout: build
+	$(PY) -m export.kserve_layout --model-store model_store --out build/kserve
 
 serve: build
 	$(PY) -m ops.server start

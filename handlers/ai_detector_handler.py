@@ -71,12 +71,19 @@ class AIDetectorHandler:
         logits = self.inference(prepared)
         inferred = time.perf_counter()
         responses = self.postprocess(logits, prepared)
-        for position in range(len(requests)):  # answers and errors alike are JSON
-            context.set_response_content_type(position, "application/json")
-        for position, error in prepared.errors.items():
-            context.set_response_status(error.status, REASON_PHRASES.get(error.status, "Bad Request"), idx=position)
+        if one_request_per_item(requests, context):
+            for position in range(len(requests)):  # answers and errors alike are JSON
+                context.set_response_content_type(position, "application/json")
+            for position, error in prepared.errors.items():
+                context.set_response_status(error.status, REASON_PHRASES.get(error.status, "Bad Request"), idx=position)
         emit_metrics(context, batch_metrics(prepared, responses, (decoded - started) * 1000, (inferred - decoded) * 1000))
         return responses
+
+
+def one_request_per_item(items: list[Any], context: Any) -> bool:
+    """False under a request envelope (KServe's {"instances": [...]}), where one HTTP request carries
+    several items: their errors stay in the response body, since an HTTP status belongs to the request."""
+    return context.request_ids is None or len(context.request_ids) == len(items)
 
 
 def emit_metrics(context: Any, samples: list[MetricSample]) -> None:

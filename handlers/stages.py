@@ -59,7 +59,7 @@ def _decode_base64_json(payload: Any) -> bytes:
 
 
 def extract_image_bytes(request: dict[str, Any]) -> bytes:
-    """Image bytes from a raw body, a multipart field ``data`` or a base64 JSON body."""
+    """Image bytes from a raw body, a multipart field ``data``, a base64 JSON body or a KServe instance."""
     payload = request.get("data", request.get("body"))
     if payload is None:
         raise InvalidImageError(
@@ -73,8 +73,12 @@ def extract_image_bytes(request: dict[str, Any]) -> bytes:
             except (UnicodeDecodeError, json.JSONDecodeError):
                 pass  # not JSON after all: let the image decoder judge the bytes
         return bytes(payload)
-    if isinstance(payload, str):
-        raise InvalidImageError("text body: send the image bytes, or JSON with base64", status=415, kind="UnsupportedFormat")
+    if isinstance(payload, str):  # a KServe v1 instance {"data": "<base64>"}, or a text body
+        try:
+            return base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidImageError("text body: send the image bytes, or JSON with base64", status=415,
+                                    kind="UnsupportedFormat") from None
     return _decode_base64_json(payload)
 
 

@@ -3,7 +3,8 @@
     .venv/bin/locust -f loadtest/locustfile.py --headless -u 4 -r 4 -t 30s --host http://127.0.0.1:8080
 
 Environment: AI_DETECTOR_KEY_FILE (default run/key_file.json), CIFAKE (default ../shared/data/cifake),
-AI_DETECTOR_MODEL (default ai_detector), LOADTEST_IMAGES (default 200 images kept in memory).
+AI_DETECTOR_MODEL (default ai_detector), LOADTEST_IMAGES (default 200 images kept in memory), or
+LOADTEST_IMAGE_DIR (a folder of image files to post instead, which starts faster).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from pathlib import Path
 from locust import FastHttpUser, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from loadtest.images import load_images  # noqa: E402
+from loadtest.images import images_for_load  # noqa: E402
 from ops.client import read_keys  # noqa: E402
 
 MODEL = os.environ.get("AI_DETECTOR_MODEL", "ai_detector")
 
-IMAGES = load_images(int(os.environ.get("LOADTEST_IMAGES", "200")))
+IMAGES = images_for_load(int(os.environ.get("LOADTEST_IMAGES", "200")))
 
 
 class CifakeUser(FastHttpUser):

@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from loadtest.bench_model import measure  # noqa: E402
-from loadtest.images import load_images  # noqa: E402
+from loadtest.images import load_images, write_images  # noqa: E402
 from ops.server import render_config, start, stop  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,9 +33,11 @@ LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def run_locust(inference_url: str, key_file: Path, model: str, users: int, seconds: int, prefix: Path) -> dict:
+def run_locust(inference_url: str, key_file: Path, model: str, users: int, seconds: int, prefix: Path,
+               image_dir: Path) -> dict:
     """One headless Locust run; returns its aggregated figures and its own CPU use (cores)."""
-    env = {**os.environ, "AI_DETECTOR_KEY_FILE": str(key_file), "AI_DETECTOR_MODEL": model}
+    env = {**os.environ, "AI_DETECTOR_KEY_FILE": str(key_file), "AI_DETECTOR_MODEL": model,
+           "LOADTEST_IMAGE_DIR": str(image_dir)}
     command = [str(Path(sys.executable).with_name("locust")), "-f", str(LOCUSTFILE), "--headless", "-u", str(users),
                "-r", str(users), "-t", f"{seconds}s", "--stop-timeout", "30", "--host", inference_url,
                "--csv", str(prefix), "--only-summary"]
@@ -44,6 +46,8 @@ def run_locust(inference_url: str, key_file: Path, model: str, users: int, secon
     after = os.times()
     with open(f"{prefix}_stats.csv") as handle:
         total = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
+    if int(total["Request Count"]) == 0:
+        raise RuntimeError(f"Locust sent no request in {seconds} s with {users} users: see {prefix}_*.csv")
     client_cpu_s = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     return {"users": users, "requests": int(total["Request Count"]), "failures": int(total["Failure Count"]),
             "rps": round(float(total["Requests/s"]), 1), "p50_ms": float(total["50%"]), "p95_ms": float(total["95%"]),
@@ -84,9 +88,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     backend = "onnx" if args.model.endswith("onnx") else "torchscript"
-    bare = measure(REPO / "build" / "artifacts", backend, [1, 8], load_images(256), seconds_per_size=args.bare_seconds)
+    images = load_images(256)
+    bare = measure(REPO / "build" / "artifacts", backend, [1, 8], images, seconds_per_size=args.bare_seconds)
     ceiling = max(r["images_per_second"] for r in bare)
     run_dir = Path(tempfile.mkdtemp(prefix="sweep_", dir=args.out))
+    image_dir = write_images(images, run_dir / "images")  # the same images for Locust as for the bare model
     config = render_config(REPO / "config.properties", run_dir / "config.properties",
                            tuple(int(p) for p in args.ports.split(",")))
     client = start(config, REPO / "model_store", run_dir)
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for users in (int(u) for u in args.users.split(",")):
             rows.append(run_locust(client.inference_url, run_dir / "key_file.json", args.model, users, args.seconds,
-                                   args.out / f"locust_{users}u"))
+                                   args.out / f"locust_{users}u", image_dir))
             print(f"[sweep] {rows[-1]}", flush=True)
     finally:
         stop(run_dir)

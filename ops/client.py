@@ -49,11 +49,13 @@ class DetectorClient:
 
     Predictions are retried ``retries`` times with exponential backoff (``backoff`` s, doubling)
     on retriable answers and on connection errors, so a worker restart costs latency, not errors.
+    ``authorization=False`` is for servers whose token check is off because a gateway authenticates
+    (the Kubernetes and KServe configurations in deploy/).
     """
 
     def __init__(self, inference_url: str = "http://127.0.0.1:8080", management_url: str = "http://127.0.0.1:8081",
                  key_file: Path | None = None, model: str = "ai_detector", timeout: float = 60.0,
-                 retries: int = 4, backoff: float = 0.25) -> None:
+                 retries: int = 4, backoff: float = 0.25, authorization: bool = True) -> None:
         self.inference_url = inference_url.rstrip("/")
         self.management_url = management_url.rstrip("/")
         self.key_file = key_file
@@ -62,9 +64,12 @@ class DetectorClient:
         self.retries = retries
         self.backoff = backoff
         self.retried = 0  # retries spent so far (reported by the soak test)
+        self.authorization = authorization
         self.session = requests.Session()
 
     def _headers(self, kind: str) -> dict[str, str]:
+        if not self.authorization:
+            return {}
         return {"Authorization": f"Bearer {read_keys(self.key_file)[kind]}"}
 
     def _model_path(self, model: str | None, version: str | None) -> str:

@@ -94,9 +94,10 @@ def start(config: Path = REPO / "config.properties", model_store: Path = REPO / 
         subprocess.run([_torchserve(), "--start", "--ncs", "--ts-config", str(config.resolve()),
                         "--model-store", str(model_store.resolve())],
                        cwd=run_dir, env=_environment(run_dir), check=True, stdout=console, stderr=console)
-    addresses = dict(re.findall(r"^(\w+_address)=(.*)$", config.read_text(), flags=re.MULTILINE))
-    client = DetectorClient(addresses["inference_address"], addresses["management_address"],
-                            key_file=run_dir / "key_file.json")
+    settings = dict(re.findall(r"^(\w+)=(.*)$", config.read_text(), flags=re.MULTILINE))
+    client = DetectorClient(settings["inference_address"], settings["management_address"],
+                            key_file=run_dir / "key_file.json",
+                            authorization=settings.get("disable_token_authorization") != "true")
     wait_ready(client, loaded_model_names(config), run_dir, timeout)
     return client
 

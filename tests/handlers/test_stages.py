@@ -42,6 +42,7 @@ class FakeContext:
         self.statuses: dict[int, tuple[int, str]] = {}
         self.content_types: dict[int, str] = {}
         self.metrics = FakeMetrics()
+        self.request_ids: dict[int, str] | None = None   # TorchServe sets one id per HTTP request of the batch
 
     def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
         self.statuses[idx] = (code, phrase)
@@ -58,6 +59,7 @@ class FakeContext:
         {"body": {"image": base64.b64encode(JPEG).decode()}},             # JSON decoded by TorchServe
         {"body": json.dumps({"data": base64.b64encode(JPEG).decode()}).encode()},  # JSON left undecoded
         {"body": {"image": "data:image/jpeg;base64," + base64.b64encode(JPEG).decode()}},  # data URL
+        {"data": base64.b64encode(JPEG).decode()},                        # KServe v1 instance (kserve envelope)
     ],
 )
 def test_extract_image_bytes_accepts_every_documented_form(request_dict: dict) -> None:
@@ -150,6 +152,17 @@ def test_both_backends_agree_through_the_handler(artifacts_dir: Path, cifake_ima
         handler.initialize(FakeContext(artifacts_dir, artifact, {"intra_op_threads": 1}))
         outputs.append([r["probabilities"]["FAKE"] for r in handler.handle(batch, FakeContext(Path("."), "x"))])
     assert np.abs(np.array(outputs[0]) - np.array(outputs[1])).max() < 1e-3
+
+
+def test_items_of_one_enveloped_request_keep_their_errors_in_the_body(initialised, cifake_images) -> None:
+    """KServe's envelope hands the handler the instances of ONE HTTP request: no per-item HTTP status."""
+    handler, _ = initialised
+    context = FakeContext(Path("."), "unused")
+    context.request_ids = {0: "one-http-request"}
+    instances = [{"data": base64.b64encode(cifake_images[0][1]).decode()}, {"data": "not base64!"}]
+    responses = handler.handle(instances, context)
+    assert responses[0]["label"] in ("REAL", "FAKE") and responses[1]["code"] == 415
+    assert context.statuses == {} and context.content_types == {}
 
 
 def test_batch_of_only_bad_requests_runs_no_inference(initialised) -> None:

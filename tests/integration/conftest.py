@@ -31,11 +31,12 @@ def with_model_api_and_no_models(text: str) -> str:
     return re.sub(r"^models=\{.*?^\}\n", "", text, flags=re.MULTILINE | re.DOTALL)
 
 
-def start_server(run_dir: Path, edit_config=None, model_store: Path = MODEL_STORE) -> DetectorClient:
-    """TorchServe from config.properties (optionally edited) on free ports; stopped on failure."""
+def start_server(run_dir: Path, edit_config=None, model_store: Path = MODEL_STORE,
+                 template: Path = REPO / "config.properties") -> DetectorClient:
+    """TorchServe from ``template`` (optionally edited) on free loopback ports; stopped on failure."""
     if not (model_store / "SHA256SUMS").exists():
         pytest.fail(f"{model_store} has no archives: run `make build` (make test does it first)")
-    config = render_config(REPO / "config.properties", run_dir / "config.properties", free_ports(5))
+    config = render_config(template, run_dir / "config.properties", free_ports(5))
     if edit_config:
         config.write_text(edit_config(config.read_text()))
     try:
