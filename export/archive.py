@@ -2,8 +2,9 @@
 
     python -m export.archive --artifacts build/artifacts --model-store model_store
 
-Each archive holds the artifact, ``metadata.json``, the handler, the ``handlers`` and
-``detector`` packages it imports, and ``handlers/model-config.yaml``.
+Each archive holds the artifact, ``metadata.json``, the safetensors weights (for Grad-CAM
+explanations), the handler, the ``handlers`` and ``detector`` packages it imports, and
+``handlers/model-config.yaml``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from detector.metadata import METADATA_FILENAME, ModelMetadata
+from detector.model import WEIGHTS_FILENAME
 from export.export import ONNX_NAME, TORCHSCRIPT_NAME
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,13 +30,15 @@ SUMS_NAME = "SHA256SUMS"
 
 
 def stage_extra_files(stage: Path, metadata_path: Path) -> Path:
-    """The archiver copies a folder's children into the archive root: stage the packages there."""
+    """The archiver copies a folder's children into the archive root: stage the packages there,
+    with the metadata and the safetensors weights beside it (explanations run the eager model)."""
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
     for package in PACKAGES:
         shutil.copytree(REPO / package, stage / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.yaml", HANDLER.name))
     shutil.copy2(metadata_path, stage / METADATA_FILENAME)
+    shutil.copy2(metadata_path.parent / WEIGHTS_FILENAME, stage / WEIGHTS_FILENAME)
     return stage
 
 

@@ -19,7 +19,7 @@ import torch
 
 from detector.data import CifakeSource, load_split
 from detector.metadata import METADATA_FILENAME
-from detector.model import AlignedClassifier, calibrated_probabilities, load_model, predict_logits
+from detector.model import WEIGHTS_FILENAME, AlignedClassifier, calibrated_probabilities, load_model, predict_logits
 from handlers.stages import load_backend
 
 TORCHSCRIPT_NAME = "ai_detector.pt"
@@ -89,6 +89,7 @@ def export_all(model_dir: Path, out_dir: Path, parity_data: Path, parity_count: 
         "onnx": export_onnx(model, out_dir / ONNX_NAME, metadata.input_size),
     }
     shutil.copy2(Path(model_dir) / METADATA_FILENAME, out_dir / METADATA_FILENAME)
+    shutil.copy2(Path(model_dir) / WEIGHTS_FILENAME, out_dir / WEIGHTS_FILENAME)  # Grad-CAM needs the eager model
     images, _ = parity_images(parity_data, parity_count, metadata.input_size, metadata.downsample_filter)
     report = check_parity(model_dir, list(paths.values()), images, tolerance)
     (out_dir / PARITY_NAME).write_text(json.dumps(report, indent=2) + "\n")

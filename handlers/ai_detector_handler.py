@@ -16,11 +16,13 @@ import numpy as np
 import torch
 
 from detector.metadata import ModelMetadata
+from detector.model import AlignedClassifier, load_model
 from handlers.stages import (
     REASON_PHRASES,
     HandlerSettings,
     MetricSample,
     PreparedBatch,
+    add_explanations,
     batch_metrics,
     load_backend,
     postprocess,
@@ -44,6 +46,8 @@ class AIDetectorHandler:
         self.settings = HandlerSettings.from_yaml(yaml_config.get("handler"))
         torch.set_num_threads(self.settings.threads)
         self.metadata = ModelMetadata.load(model_dir)
+        self.model_dir = model_dir
+        self._explainer: AlignedClassifier | None = None
         self.device = select_device(properties.get("gpu_id"))
         artifact = model_dir / context.manifest["model"]["serializedFile"]
         self.backend = load_backend(artifact, self.device, self.settings.threads)
@@ -64,6 +68,12 @@ class AIDetectorHandler:
     def postprocess(self, logits: np.ndarray, prepared: PreparedBatch) -> list[dict[str, Any]]:
         return postprocess(logits, prepared, self.metadata, self.backend.name, self.model_version)
 
+    def explainer(self) -> AlignedClassifier:
+        """The eager model for Grad-CAM, built from the archive's weights on the first explanation."""
+        if self._explainer is None:
+            self._explainer = load_model(self.model_dir, self.device)[0].requires_grad_(False)
+        return self._explainer
+
     def handle(self, requests: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
         started = time.perf_counter()
         prepared = self.preprocess(requests)
@@ -71,6 +81,9 @@ class AIDetectorHandler:
         logits = self.inference(prepared)
         inferred = time.perf_counter()
         responses = self.postprocess(logits, prepared)
+        wanted = explanation_positions(requests, context)
+        if wanted:
+            add_explanations(responses, prepared, logits, self.explainer(), wanted)
         if one_request_per_item(requests, context):
             for position in range(len(requests)):  # answers and errors alike are JSON
                 context.set_response_content_type(position, "application/json")
@@ -84,6 +97,14 @@ def one_request_per_item(items: list[Any], context: Any) -> bool:
     """False under a request envelope (KServe's {"instances": [...]}), where one HTTP request carries
     several items: their errors stay in the response body, since an HTTP status belongs to the request."""
     return context.request_ids is None or len(context.request_ids) == len(items)
+
+
+def explanation_positions(items: list[Any], context: Any) -> set[int]:
+    """Positions sent to /explanations (TorchServe marks such requests with the header explain=True);
+    under an envelope the one HTTP request's header covers all its items."""
+    if one_request_per_item(items, context):
+        return {i for i in range(len(items)) if context.get_request_header(i, "explain") == "True"}
+    return set(range(len(items))) if context.get_request_header(0, "explain") == "True" else set()
 
 
 def emit_metrics(context: Any, samples: list[MetricSample]) -> None:

@@ -5,6 +5,7 @@
 * ``preprocess``           requests -> one uint8 batch (N,3,32,32) + per-request errors
 * ``Backend.__call__``     batch -> logits (one host->device copy; the upsample runs on the device)
 * ``postprocess``          logits -> calibrated JSON per request, errors left in their slots
+* ``add_explanations``     Grad-CAM for the requests sent to /explanations (eager model, same input)
 * ``batch_metrics``        the batch's own metrics (size, stage times, labels, input errors)
 
 A bad input fails only its own request (4xx JSON); the rest of the dynamic batch is answered.
@@ -26,7 +27,8 @@ import numpy as np
 import torch
 
 from detector.metadata import ModelMetadata
-from detector.model import calibrated_probabilities
+from detector.gradcam import explanation, grad_cam
+from detector.model import AlignedClassifier, calibrated_probabilities
 from detector.preprocessing import DecodeLimits, InvalidImageError, load_aligned
 
 logger = logging.getLogger(__name__)
@@ -115,6 +117,24 @@ def postprocess(logits: np.ndarray, prepared: PreparedBatch, metadata: ModelMeta
             "backend": backend_name,
         }
     return [slots[i] for i in range(len(slots))]
+
+
+def add_explanations(responses: list[dict[str, Any]], prepared: PreparedBatch, logits: np.ndarray,
+                     model: AlignedClassifier, wanted: set[int]) -> None:
+    """Attach a Grad-CAM map of the predicted class to the answers of the positions in ``wanted``.
+
+    The map is computed on the served weights (the eager model built from the archive's
+    safetensors, since the TorchScript/ONNX graphs expose no intermediate layers) and the very
+    uint8 input the backend classified; the label it explains is the backend's.
+    """
+    rows = [row for row, position in enumerate(prepared.positions) if position in wanted]
+    if not rows:
+        return
+    device = next(model.parameters()).device
+    images = torch.from_numpy(prepared.images[rows]).to(device)
+    cams = grad_cam(model, images, np.asarray(logits)[rows].argmax(axis=1).tolist())
+    for row, cam in zip(rows, cams):
+        responses[prepared.positions[row]]["gradcam"] = explanation(prepared.images[row].transpose(1, 2, 0), cam)
 
 
 @dataclass(frozen=True)

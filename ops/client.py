@@ -76,10 +76,11 @@ class DetectorClient:
         return f"{model or self.model}/{version}" if version else (model or self.model)
 
     def predict_response(self, image: bytes | str | Path, model: str | None = None,
-                         version: str | None = None) -> requests.Response:
-        """POST the raw image bytes (to ``version``, else the default version), retrying retriable failures."""
+                         version: str | None = None, endpoint: str = "predictions") -> requests.Response:
+        """POST the raw image bytes (to ``version``, else the default version), retrying retriable failures;
+        ``endpoint="explanations"`` asks for the Grad-CAM explanation as well."""
         data = image if isinstance(image, bytes) else Path(image).read_bytes()
-        url = f"{self.inference_url}/predictions/{self._model_path(model, version)}"
+        url = f"{self.inference_url}/{endpoint}/{self._model_path(model, version)}"
 
         def post() -> requests.Response:
             return self.session.post(url, data=data, headers=self._headers("inference"), timeout=self.timeout)
@@ -98,6 +99,12 @@ class DetectorClient:
     def predict(self, image: bytes | str | Path, model: str | None = None, version: str | None = None) -> dict[str, Any]:
         """The prediction JSON; raises ``requests.HTTPError`` carrying the server's JSON error."""
         response = self.predict_response(image, model, version)
+        response.raise_for_status()
+        return response.json()
+
+    def explain(self, image: bytes | str | Path, model: str | None = None, version: str | None = None) -> dict[str, Any]:
+        """The prediction plus ``gradcam`` (7x7 map of the predicted class and a PNG overlay, base64)."""
+        response = self.predict_response(image, model, version, endpoint="explanations")
         response.raise_for_status()
         return response.json()
 

@@ -43,6 +43,10 @@ class FakeContext:
         self.content_types: dict[int, str] = {}
         self.metrics = FakeMetrics()
         self.request_ids: dict[int, str] | None = None   # TorchServe sets one id per HTTP request of the batch
+        self.headers: dict[int, dict[str, str]] = {}     # per request; /explanations sets explain=True
+
+    def get_request_header(self, idx: int, key: str) -> str | None:
+        return self.headers.get(idx, {}).get(key)
 
     def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
         self.statuses[idx] = (code, phrase)
@@ -163,6 +167,17 @@ def test_items_of_one_enveloped_request_keep_their_errors_in_the_body(initialise
     responses = handler.handle(instances, context)
     assert responses[0]["label"] in ("REAL", "FAKE") and responses[1]["code"] == 415
     assert context.statuses == {} and context.content_types == {}
+
+
+def test_explanation_requests_get_a_gradcam_and_predictions_do_not(initialised, cifake_images) -> None:
+    handler, _ = initialised
+    context = FakeContext(Path("."), "unused")
+    context.headers = {1: {"explain": "True"}, 2: {"explain": "True"}}
+    responses = handler.handle([{"body": cifake_images[0][1]}, {"body": cifake_images[-1][1]}, {"body": b"junk"}], context)
+    assert "gradcam" not in responses[0] and responses[2]["code"] == 415
+    explained = responses[1]
+    assert explained["label"] in ("REAL", "FAKE") and np.array(explained["gradcam"]["map"]).shape == (7, 7)
+    assert base64.b64decode(explained["gradcam"]["png"])[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_batch_of_only_bad_requests_runs_no_inference(initialised) -> None:

@@ -48,6 +48,18 @@ def test_served_predictions_match_offline_predictions(server, cifake_images, mod
     assert accuracy >= 0.9
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_explanations_endpoint_returns_gradcam_for_the_served_prediction(server, cifake_images, model: str) -> None:
+    client, _ = server
+    _, data = cifake_images[-1]
+    explained, predicted = client.explain(data, model=model), client.predict(data, model=model)
+    check_schema(explained)
+    assert explained["probabilities"] == pytest.approx(predicted["probabilities"], abs=1e-6)
+    cam = np.array(explained["gradcam"]["map"])
+    assert cam.shape == (7, 7) and cam.max() == pytest.approx(1.0, abs=1e-3) and cam.std() > 0.01
+    assert explained["gradcam"]["png"] and "gradcam" not in predicted
+
+
 def test_high_resolution_photo_is_aligned_and_classified(server, cifake_images) -> None:
     from PIL import Image
     import io
