@@ -55,3 +55,13 @@ def test_v1_protocol_matches_offline_predictions(kserve_server, cifake_images) -
 def test_management_is_on_loopback_and_the_token_check_is_left_to_the_gateway(kserve_server) -> None:
     assert kserve_server.management_url.startswith("http://127.0.0.1:")
     assert kserve_server.describe()[0]["batchSize"] == 1   # KServe's batcher does the batching
+
+
+def test_v1_explain_returns_gradcam_per_instance(kserve_server, cifake_images) -> None:
+    instances = [{"data": base64.b64encode(data).decode()} for _, data in cifake_images[:2]]
+    response = requests.post(f"{kserve_server.inference_url}/v1/models/ai_detector:explain",
+                             json={"instances": instances}, timeout=60)
+    assert response.status_code == 200, response.text
+    explanations = response.json()["explanations"]
+    assert len(explanations) == 2
+    assert all(np.array(e["gradcam"]["map"]).shape == (7, 7) for e in explanations)
