@@ -127,6 +127,8 @@ def _for_test_server(code: str, client: DetectorClient, run_dir: Path, image: Pa
                 .replace("http://127.0.0.1:8081", client.management_url)
                 .replace(".venv/bin/python -m ops.cli", f"{REPO}/.venv/bin/python -m ops.cli --inference-url "
                          f"{client.inference_url} --management-url {client.management_url} --key-file {key_file}")
+                .replace(".venv/bin/python -m ops.classify", f"{REPO}/.venv/bin/python -m ops.classify --url "
+                         f"{client.inference_url} --key-file {key_file}")
                 .replace("image.jpg", str(image)))
 
 
@@ -157,6 +159,21 @@ def test_readme_curl_and_python_examples_work(server, cifake_images, tmp_path: P
                             timeout=60, cwd=REPO)
     assert output.returncode == 0, output.stderr
     check_schema(ast.literal_eval(output.stdout.strip().splitlines()[-1]))
+
+
+def test_readme_explanation_and_classify_block_works(server, cifake_images, tmp_path: Path) -> None:
+    client, run_dir = server
+    image = tmp_path / "image.jpg"
+    image.write_bytes(cifake_images[-1][1])
+    block = _for_test_server(_readme_block("readme-explain"), client, run_dir, image)
+    output = subprocess.run(["bash", "-euo", "pipefail", "-c", block], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert output.returncode == 0, output.stderr
+    explanation = json.loads((tmp_path / "explanation.json").read_text())
+    check_schema(explanation)
+    assert len(explanation["gradcam"]["map"]) == 7
+    assert json.loads((tmp_path / "results.json").read_text())[0]["label"] == explanation["label"]
+    assert (tmp_path / "results.csv").exists() and (tmp_path / "heatmaps" / "image.gradcam.png").exists()
 
 
 def test_locust_scenario_runs_clean_against_the_server(server, tmp_path: Path) -> None:
