@@ -1,9 +1,10 @@
 """Grad-CAM explanations (Selvaraju et al., 2017) on the detector's last convolutional stage.
 
-The target is ResNet18's ``layer4``: its output is the last spatial map before global pooling
-(512 channels, 7×7 at align size 224), the coarsest and most class-specific evidence the network
-has, which is what Grad-CAM is designed for. Earlier stages give sharper but less decisive maps.
-The map covers the aligned input, i.e. the 32×32 image the network saw (upsampled to align size).
+The target is the last spatial map before global pooling (``detector.backbones.CAM_LAYERS``):
+for ResNet18 ``layer4``, 512 channels at 7×7 for align size 224, the coarsest and most
+class-specific evidence the network has, which is what Grad-CAM is designed for. Earlier stages
+give sharper but less decisive maps. The map covers the aligned input, i.e. the 32×32 image the
+network saw (upsampled to align size).
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from detector.backbones import CAM_LAYERS
 from detector.model import AlignedClassifier
 
-TARGET_LAYER = "backbone.layer4"
 OVERLAY_SIZE = 224
 OVERLAY_OPACITY = 0.5
+
+
+def target_layer(architecture: str) -> str:
+    return f"backbone.{CAM_LAYERS[architecture]}"
 
 
 def grad_cam(model: AlignedClassifier, images: torch.Tensor, classes: Sequence[int]) -> np.ndarray:
@@ -36,7 +41,7 @@ def grad_cam(model: AlignedClassifier, images: torch.Tensor, classes: Sequence[i
         captured["activations"] = output.detach().requires_grad_(True)
         return captured["activations"]
 
-    handle = model.get_submodule(TARGET_LAYER).register_forward_hook(capture)
+    handle = model.get_submodule(target_layer(model.architecture)).register_forward_hook(capture)
     try:
         with torch.inference_mode(False), torch.enable_grad():
             logits = model(images.clone())
@@ -64,7 +69,7 @@ def overlay_png(image: np.ndarray, cam: np.ndarray, size: int = OVERLAY_SIZE) ->
     return buffer.getvalue()
 
 
-def explanation(image: np.ndarray, cam: np.ndarray) -> dict[str, object]:
-    """The JSON an explanation carries: the raw map (rounded) and the overlay as base64 PNG."""
-    return {"layer": TARGET_LAYER, "map": np.round(cam, 4).tolist(),
+def explanation(image: np.ndarray, cam: np.ndarray, architecture: str) -> dict[str, object]:
+    """The JSON an explanation carries: the layer, the raw map (rounded) and the overlay as base64 PNG."""
+    return {"layer": target_layer(architecture), "map": np.round(cam, 4).tolist(),
             "png": base64.b64encode(overlay_png(image, cam)).decode()}

@@ -14,30 +14,22 @@ import safetensors.torch
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision import models
 
+from detector.backbones import build_backbone
 from detector.metadata import ModelMetadata
-
-ARCHITECTURES = ("resnet18",)
-
-
-def build_backbone(architecture: str, num_classes: int) -> nn.Module:
-    """Build an untrained backbone with a ``num_classes`` head (no weights are downloaded)."""
-    if architecture == "resnet18":
-        return models.resnet18(weights=None, num_classes=num_classes)
-    raise ValueError(f"unknown architecture {architecture!r}; choose from {ARCHITECTURES}")
 
 
 class AlignedClassifier(nn.Module):
     """uint8 (N,3,s,s) -> float logits (N,C), upsampling to ``align_size`` on the way."""
 
-    def __init__(self, metadata: ModelMetadata) -> None:
+    def __init__(self, metadata: ModelMetadata, dropout: float = 0.0) -> None:
         super().__init__()
+        self.architecture = metadata.architecture
         self.align_size = metadata.align_size
         self.interpolation = metadata.interpolation
         self.register_buffer("mean", torch.tensor(metadata.mean).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(metadata.std).view(1, 3, 1, 1) * 255.0, persistent=False)
-        self.backbone = build_backbone(metadata.architecture, len(metadata.class_names))
+        self.backbone = build_backbone(metadata.architecture, len(metadata.class_names), dropout)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to(self.mean.dtype)

@@ -134,7 +134,8 @@ def add_explanations(responses: list[dict[str, Any]], prepared: PreparedBatch, l
     images = torch.from_numpy(prepared.images[rows]).to(device)
     cams = grad_cam(model, images, np.asarray(logits)[rows].argmax(axis=1).tolist())
     for row, cam in zip(rows, cams):
-        responses[prepared.positions[row]]["gradcam"] = explanation(prepared.images[row].transpose(1, 2, 0), cam)
+        responses[prepared.positions[row]]["gradcam"] = explanation(prepared.images[row].transpose(1, 2, 0), cam,
+                                                                    model.architecture)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ class Phase:
 class TrainConfig:
     data: str = "../shared/data/cifake"   # Kaggle-layout folder, a zip, or a folder of zips
     output: str = "runs/resnet18"
-    architecture: str = "resnet18"
+    architecture: str = "resnet18"        # resnet18, efficientnet_lite0 or small_cnn (detector/backbones.py)
+    pretrained: bool = False              # ImageNet weights where a local copy exists (efficientnet_lite0)
+    dropout: float = 0.0                  # on the classifier's input, training only
     init_from: str | None = None          # model folder (model.safetensors) to fine-tune from
     final_align_size: int = 224           # size the shipped model runs at (metadata.align_size)
     phases: list[Phase] = field(default_factory=lambda: [Phase(112, 3), Phase(224, 1, 30000)])

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from detector.backbones import load_imagenet_weights
 from detector.data import CifakeSource, dataset_sha256, load_split, stratified_split
 from detector.metadata import ModelMetadata
 from detector.model import AlignedClassifier, autocast_dtype, load_model, predict_logits, save_weights
@@ -94,7 +95,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     val_images = torch.from_numpy(val_data.images)
 
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = AlignedClassifier(metadata)
+    model = AlignedClassifier(metadata, config.dropout)
+    if config.pretrained:
+        loaded = load_imagenet_weights(model.backbone, config.architecture)
+        log(f"[init] ImageNet weights for {config.architecture} ({loaded} tensors; new classifier head)")
     if config.init_from:
         model.load_state_dict(load_model(Path(config.init_from))[0].state_dict())
         log(f"[init] weights from {config.init_from}")

@@ -51,7 +51,7 @@ def test_explaining_leaves_no_hook_and_no_gradient_behind(model_and_images) -> N
 def test_explanation_carries_the_raw_map_and_a_png_overlay(model_and_images) -> None:
     model, _, images = model_and_images
     cam = grad_cam(model, images[:1], [1])[0]
-    body = explanation(images[0].numpy().transpose(1, 2, 0), cam)
+    body = explanation(images[0].numpy().transpose(1, 2, 0), cam, model.architecture)
     assert body["layer"] == "backbone.layer4" and np.array(body["map"]).shape == cam.shape
     overlay = Image.open(io.BytesIO(base64.b64decode(body["png"])))
     assert overlay.format == "PNG" and overlay.size == (224, 224) and overlay.mode == "RGB"
