@@ -9,7 +9,7 @@ MODEL    ?= model
 ARTIFACTS := build/artifacts
 SOURCES  := $(wildcard detector/*.py handlers/*.py handlers/*.yaml export/*.py) $(MODEL)/model.safetensors $(MODEL)/metadata.json
 
-.PHONY: setup build kserve-layout serve stop test soak fuzz train evaluate robustness clean
+.PHONY: setup build kserve-layout serve webui stop test soak fuzz train evaluate robustness clean
 
 setup: .venv/.installed
 .venv/.installed: pyproject.toml uv.lock scripts/setup.sh
@@ -29,10 +29,15 @@ kserve-layout: build
 serve: build
 	$(PY) -m ops.server start
 
+# The web page (drag-and-drop, labels, confidence, Grad-CAM) on http://127.0.0.1:8090, forwarding to the server.
+webui: .venv/.installed
+	$(PY) -m ops.webui
+
 stop: .venv/.installed
 	$(PY) -m ops.server stop
 
 test: build
+	bash scripts/setup_test_tools.sh
 	$(PY) -m pytest
 
 # Reliability runs outside CI's default: a 10-minute soak on a fresh server (worker memory growth
