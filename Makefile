@@ -7,7 +7,7 @@ PY       := .venv/bin/python
 CIFAKE   ?= ../shared/data/cifake
 MODEL    ?= model
 ARTIFACTS := build/artifacts
-SOURCES  := $(wildcard detector/*.py handlers/*.py handlers/*.yaml export/*.py) $(MODEL)/model.safetensors $(MODEL)/metadata.json
+SOURCES  := $(wildcard detector/*.py handlers/*.py handlers/*.yaml export/*.py $(MODEL)/spectral.json) $(MODEL)/model.safetensors $(MODEL)/metadata.json
 
 .PHONY: setup build kserve-layout serve webui stop test soak fuzz train evaluate robustness clean
 

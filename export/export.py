@@ -19,6 +19,7 @@ import torch
 
 from detector.data import CifakeSource, load_split
 from detector.metadata import METADATA_FILENAME
+from detector.spectral import SPECTRAL_FILENAME
 from detector.model import WEIGHTS_FILENAME, AlignedClassifier, calibrated_probabilities, load_model, predict_logits
 from handlers.stages import load_backend
 
@@ -90,6 +91,9 @@ def export_all(model_dir: Path, out_dir: Path, parity_data: Path, parity_count: 
     }
     shutil.copy2(Path(model_dir) / METADATA_FILENAME, out_dir / METADATA_FILENAME)
     shutil.copy2(Path(model_dir) / WEIGHTS_FILENAME, out_dir / WEIGHTS_FILENAME)  # Grad-CAM needs the eager model
+    (out_dir / SPECTRAL_FILENAME).unlink(missing_ok=True)
+    if (Path(model_dir) / SPECTRAL_FILENAME).exists():  # the frequency second opinion, where one was fitted
+        shutil.copy2(Path(model_dir) / SPECTRAL_FILENAME, out_dir / SPECTRAL_FILENAME)
     images, _ = parity_images(parity_data, parity_count, metadata.input_size, metadata.downsample_filter)
     report = check_parity(model_dir, list(paths.values()), images, tolerance)
     (out_dir / PARITY_NAME).write_text(json.dumps(report, indent=2) + "\n")

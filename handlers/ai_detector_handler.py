@@ -17,12 +17,14 @@ import torch
 
 from detector.metadata import ModelMetadata
 from detector.model import AlignedClassifier, load_model
+from detector.spectral import SPECTRAL_FILENAME, SpectralScore
 from handlers.stages import (
     REASON_PHRASES,
     HandlerSettings,
     MetricSample,
     PreparedBatch,
     add_explanations,
+    add_spectral_opinion,
     batch_metrics,
     load_backend,
     postprocess,
@@ -48,6 +50,8 @@ class AIDetectorHandler:
         self.metadata = ModelMetadata.load(model_dir)
         self.model_dir = model_dir
         self._explainer: AlignedClassifier | None = None
+        has_spectral = (model_dir / SPECTRAL_FILENAME).exists()   # optional: archives of models fitted without one
+        self.spectral = SpectralScore.load(model_dir) if has_spectral else None
         self.device = select_device(properties.get("gpu_id"))
         artifact = model_dir / context.manifest["model"]["serializedFile"]
         self.backend = load_backend(artifact, self.device, self.settings.threads)
@@ -81,6 +85,8 @@ class AIDetectorHandler:
         logits = self.inference(prepared)
         inferred = time.perf_counter()
         responses = self.postprocess(logits, prepared)
+        if self.spectral is not None:
+            add_spectral_opinion(responses, prepared, self.spectral)
         wanted = explanation_positions(requests, context)
         if wanted:
             add_explanations(responses, prepared, logits, self.explainer(), wanted)

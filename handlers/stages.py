@@ -5,6 +5,7 @@
 * ``preprocess``           requests -> one uint8 batch (N,3,32,32) + per-request errors
 * ``Backend.__call__``     batch -> logits (one host->device copy; the upsample runs on the device)
 * ``postprocess``          logits -> calibrated JSON per request, errors left in their slots
+* ``add_spectral_opinion`` the frequency score beside the CNN's answer (never replacing it)
 * ``add_explanations``     Grad-CAM for the requests sent to /explanations (eager model, same input)
 * ``batch_metrics``        the batch's own metrics (size, stage times, labels, input errors)
 
@@ -30,6 +31,7 @@ from detector.metadata import ModelMetadata
 from detector.gradcam import explanation, grad_cam
 from detector.model import AlignedClassifier, calibrated_probabilities
 from detector.preprocessing import DecodeLimits, InvalidImageError, load_aligned
+from detector.spectral import SpectralScore
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +103,17 @@ def preprocess(requests: list[dict[str, Any]], metadata: ModelMetadata, limits: 
 
 def error_body(error: InvalidImageError) -> dict[str, Any]:
     return {"code": error.status, "type": error.kind, "message": str(error)}
+
+
+def add_spectral_opinion(responses: list[dict[str, Any]], prepared: PreparedBatch, score: SpectralScore) -> None:
+    """Attach the frequency score's P(FAKE) and its measured test accuracy beside the CNN's answer.
+    It is a second opinion only: the label stays the CNN's."""
+    if not prepared.positions:
+        return
+    p_fake = score.p_fake(prepared.images.transpose(0, 2, 3, 1))
+    for row, position in enumerate(prepared.positions):
+        responses[position]["spectral"] = {"p_fake": float(p_fake[row]),
+                                           "test_accuracy": score.metrics.get("test_accuracy")}
 
 
 def postprocess(logits: np.ndarray, prepared: PreparedBatch, metadata: ModelMetadata, backend_name: str,

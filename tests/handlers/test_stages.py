@@ -180,6 +180,19 @@ def test_explanation_requests_get_a_gradcam_and_predictions_do_not(initialised, 
     assert base64.b64decode(explained["gradcam"]["png"])[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_spectral_second_opinion_is_reported_but_never_sets_the_label(initialised, cifake_images) -> None:
+    handler, _ = initialised
+    assert handler.spectral is not None   # shipped model/spectral.json travels in the archive
+    responses = handler.handle([{"body": data} for _, data in cifake_images], FakeContext(Path("."), "unused"))
+    disagreements = 0
+    for response in responses:
+        spectral = response["spectral"]
+        assert 0.0 <= spectral["p_fake"] <= 1.0 and spectral["test_accuracy"] == handler.spectral.metrics["test_accuracy"]
+        assert response["label"] == max(response["probabilities"], key=response["probabilities"].get)  # the CNN's
+        disagreements += (spectral["p_fake"] > 0.5) != (response["label"] == "FAKE")
+    assert disagreements > 0, "with ~80 % accuracy the score must disagree with the CNN somewhere in 40 images"
+
+
 def test_batch_of_only_bad_requests_runs_no_inference(initialised) -> None:
     handler, _ = initialised
     context = FakeContext(Path("."), "unused")
