@@ -19,8 +19,8 @@ import torch
 
 from detector.data import CifakeSource, load_split
 from detector.metadata import METADATA_FILENAME
-from detector.spectral import SPECTRAL_FILENAME
 from detector.model import WEIGHTS_FILENAME, AlignedClassifier, calibrated_probabilities, load_model, predict_logits
+from detector.spectral import SPECTRAL_FILENAME
 from handlers.stages import load_backend
 
 TORCHSCRIPT_NAME = "ai_detector.pt"
