@@ -53,20 +53,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_archive(model_name: str, version: str, artifact: Path, extra_files: Path, model_store: Path,
-                  file_name: str | None = None) -> Path:
+def build_archive(model_name: str, version: str, artifact: Path, extra_files: Path | None, model_store: Path,
+                  file_name: str | None = None, handler: Path = HANDLER, config_file: Path | None = MODEL_CONFIG) -> Path:
     """One .mar: ``model_name`` at ``version`` serving ``artifact`` (its suffix picks the runtime).
 
     ``file_name`` (default ``<model_name>.mar``) lets two versions of one model share a store:
     TorchServe reads name and version from the archive's manifest, not from the file name.
+    ``handler``/``extra_files``/``config_file`` default to this project's; the benchmark's stock
+    baseline passes TorchServe-style ones.
     """
     with tempfile.TemporaryDirectory(dir=model_store) as staging:
         command = [
             str(Path(sys.executable).with_name("torch-model-archiver")),
             "--model-name", model_name, "--version", version,
-            "--serialized-file", str(artifact),
-            "--handler", str(HANDLER), "--extra-files", str(extra_files),
-            "--config-file", str(MODEL_CONFIG),
+            "--serialized-file", str(artifact), "--handler", str(handler),
+            *(["--extra-files", str(extra_files)] if extra_files else []),
+            *(["--config-file", str(config_file)] if config_file else []),
             "--export-path", staging,
         ]
         subprocess.run(command, check=True)

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 JSON_IMAGE_KEYS = ("image", "data", "b64")
 REASON_PHRASES = {400: "Bad Request", 413: "Payload Too Large", 415: "Unsupported Media Type"}
+THREADS_ENV = "AI_DETECTOR_INTRA_OP_THREADS"
 
 
 @dataclass
@@ -245,9 +246,13 @@ class HandlerSettings:
     threads: int
 
     @classmethod
-    def from_yaml(cls, section: dict[str, Any] | None) -> "HandlerSettings":
+    def from_yaml(cls, section: dict[str, Any] | None, environ: dict[str, str] | None = None) -> "HandlerSettings":
+        """``$AI_DETECTOR_INTRA_OP_THREADS`` (set where TorchServe starts) overrides the archive's
+        ``intra_op_threads``, so operators size workers x threads to the cores without rebuilding."""
         section = dict(section or {})
-        threads = int(section.pop("intra_op_threads", 0)) or (os.cpu_count() or 1)
+        environ = os.environ if environ is None else environ
+        threads = int(environ.get(THREADS_ENV) or section.pop("intra_op_threads", 0) or 0) or (os.cpu_count() or 1)
+        section.pop("intra_op_threads", None)
         known = {"max_image_bytes": "max_bytes", "max_image_pixels": "max_pixels", "max_image_side": "max_side"}
         unknown = set(section) - set(known)
         if unknown:

@@ -23,7 +23,8 @@ from handlers.stages import HandlerSettings, load_backend, postprocess, preproce
 from loadtest.images import load_images
 
 REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = {"torchscript": "ai_detector.pt", "onnx": "ai_detector.onnx"}
+ARTIFACTS = {"torchscript": "ai_detector.pt", "onnx": "ai_detector.onnx",
+             "bf16": "ai_detector_bf16.pt", "int8": "ai_detector_int8.onnx"}   # the last two: python -m export.variants
 
 
 def measure(artifacts: Path, backend_name: str, batch_sizes: list[int], images: list[bytes],
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     images = load_images(256)
-    report = {name: measure(args.artifacts, name, sizes, images, args.seconds) for name in ARTIFACTS}
+    report = {name: measure(args.artifacts, name, sizes, images, args.seconds)
+              for name, file in ARTIFACTS.items() if (args.artifacts / file).exists()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bare_model.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["| backend | batch size | images/s | batch latency p50 (ms) | p95 (ms) |", "|---|---|---|---|---|"]

@@ -1,11 +1,16 @@
-"""Locust sweep against a fresh TorchServe on 127.0.0.1, with the bare-model ceiling measured in the same run.
+"""Locust sweep against a fresh TorchServe on 127.0.0.1: this project's models beside the stock-style
+baseline, with the bare-model ceilings measured in the same run.
 
     python -m loadtest.sweep --users 1,2,4,8,16,32 --seconds 20 --out loadtest/results/sweep
 
-For each user count, one headless Locust run (the CIFAKE scenario of loadtest/locustfile.py)
-writes its CSVs under --out; the summary (sweep.json, sweep.md) gives req/s, p50/p95/p99,
-errors and the Locust process's own CPU use (it shares the machine with the server), and
-sweep.png plots throughput and latency against users beside the bare-model ceiling.
+One server holds every model named by --models: ``ai_detector`` (TorchScript), ``ai_detector_onnx``,
+``ai_detector_int8`` (when build/artifacts holds the int8 variant) with this project's handler and
+batching from config.properties, and ``stock_baseline``: the same TorchScript artifact behind
+TorchServe's own ImageClassifier (per-request PIL pipeline, fp32, batch size 1; loadtest/stock_handler.py).
+For each model and user count, one headless Locust run writes its CSVs under --out; the summary
+(sweep.json, sweep.md) gives req/s, p50/p95/p99, errors and Locust's own CPU use (it shares the
+machine), each server figure beside the bare model of the same artifact (handler stages, no HTTP),
+and sweep.png plots throughput and latency against users.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import argparse
 import csv
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,11 +31,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from loadtest.bench_model import measure  # noqa: E402
+from loadtest.bench_model import ARTIFACTS as BARE_ARTIFACTS, measure  # noqa: E402
 from loadtest.images import load_images, write_images  # noqa: E402
+from export.archive import build_archive, stage_extra_files, write_sums  # noqa: E402
 from ops.server import render_config, start, stop  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "build" / "artifacts"
+STOCK = "stock_baseline"
+# model name -> (artifact the bare benchmark measures, archive); the int8 archive is built here when asked for
+SERVED = {"ai_detector": ("torchscript", "ai_detector.mar"), "ai_detector_onnx": ("onnx", "ai_detector_onnx.mar"),
+          "ai_detector_int8": ("int8", "ai_detector_int8.mar"), STOCK: ("torchscript", f"{STOCK}.mar")}
 LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -54,68 +67,121 @@ def run_locust(inference_url: str, key_file: Path, model: str, users: int, secon
             "p99_ms": float(total["99%"]), "locust_cpu_cores": round(client_cpu_s / seconds, 2)}
 
 
-def plot(rows: list[dict], ceiling: float, path: Path, title: str) -> None:
-    users = [r["users"] for r in rows]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    left.plot(users, [r["rps"] for r in rows], "o-", label="server (Locust)")
-    left.axhline(ceiling, color="grey", linestyle="--", label=f"bare model, best batch ({ceiling:.0f} img/s)")
+def plot(report: dict, path: Path, seconds: int) -> None:
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
+    for index, (model, rows) in enumerate(report["sweep"].items()):
+        colour = f"C{index}"
+        users = [r["users"] for r in rows]
+        left.plot(users, [r["rps"] for r in rows], "o-", color=colour, label=model)
+        left.axhline(report["ceilings"][model], color=colour, linestyle=":", linewidth=1)
+        right.plot(users, [r["p50_ms"] for r in rows], "o-", color=colour, label=f"{model} p50")
+        right.plot(users, [r["p99_ms"] for r in rows], "x--", color=colour, label=f"{model} p99")
+    left.set(xscale="log", xlabel="concurrent users", ylabel="requests / s", ylim=(0, None),
+             title="throughput (dotted: bare model of the same artifact)")
     left.set_xscale("log", base=2)
-    left.set_xlabel("concurrent users")
-    left.set_ylabel("requests / s")
-    left.set_ylim(bottom=0)
-    left.legend()
-    for key in ("p50_ms", "p95_ms", "p99_ms"):
-        right.plot(users, [r[key] for r in rows], "o-", label=key.replace("_ms", ""))
     right.set_xscale("log", base=2)
-    right.set_yscale("log")
-    right.set_xlabel("concurrent users")
-    right.set_ylabel("latency (ms)")
-    right.legend()
-    figure.suptitle(title)
+    right.set(yscale="log", xlabel="concurrent users", ylabel="latency (ms)", title="latency")
+    left.legend(fontsize=8)
+    right.legend(fontsize=7, ncol=2)
+    figure.suptitle(f"Locust sweep, {seconds} s per step, one run")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def configure_models(config_text: str, models: list[str]) -> str:
+    """config.properties loading exactly ``models``: this project's archives with their batching from
+    config.properties, the int8 variant with the same batching, the stock baseline at batch size 1."""
+    match = re.search(r"^models=(.*?^\})", config_text, flags=re.MULTILINE | re.DOTALL)
+    configured = json.loads(match.group(1).replace("\\\n", ""))
+    version, settings = next(iter(configured["ai_detector"].items()))
+    entries = {}
+    for name in models:
+        if name in configured:
+            entries[name] = configured[name]
+        elif name == STOCK:
+            entries[name] = {"1.0": {**settings, "marName": SERVED[name][1], "maxWorkers": 1, "batchSize": 1, "maxBatchDelay": 0}}
+        else:
+            entries[name] = {version: {**settings, "marName": SERVED[name][1]}}
+    text = config_text.replace(match.group(0), "models=" + json.dumps(entries))
+    return re.sub(r"^load_models=.*$", "load_models=" + ",".join(SERVED[m][1] for m in models), text, flags=re.MULTILINE)
+
+
+def benchmark_store(run_dir: Path, models: list[str]) -> Path:
+    """A model store with the built archives the sweep needs, the stock baseline and the int8 variant added."""
+    store = run_dir / "model_store"
+    store.mkdir()
+    archives = []
+    for name in models:
+        archive = SERVED[name][1]
+        if name == STOCK:
+            archives.append(build_archive(STOCK, "1.0", ARTIFACTS / BARE_ARTIFACTS["torchscript"], None, store,
+                                          handler=REPO / "loadtest" / "stock_handler.py", config_file=None))
+        elif name == "ai_detector_int8":
+            stage = stage_extra_files(run_dir / "stage", ARTIFACTS / "metadata.json")
+            version = json.loads((ARTIFACTS / "metadata.json").read_text())["version"]
+            archives.append(build_archive(name, version, ARTIFACTS / BARE_ARTIFACTS["int8"], stage, store))
+        else:
+            archives.append(Path(shutil.copy2(REPO / "model_store" / archive, store)))
+    write_sums(store, archives)
+    return store
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", default="1,2,4,8,16,32")
     parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--model", default="ai_detector", help="ai_detector (TorchScript) or ai_detector_onnx")
+    parser.add_argument("--models", default="ai_detector,ai_detector_onnx,stock_baseline",
+                        help=f"comma-separated, from {', '.join(SERVED)}")
     parser.add_argument("--bare-seconds", type=float, default=8.0, help="measuring time per bare-model batch size")
     parser.add_argument("--ports", default="18080,18081,18082,17070,17071", help="loopback ports for the sweep's server")
     parser.add_argument("--out", type=Path, default=REPO / "loadtest" / "results" / "sweep")
     args = parser.parse_args(argv)
+    models = args.models.split(",")
     args.out.mkdir(parents=True, exist_ok=True)
-    backend = "onnx" if args.model.endswith("onnx") else "torchscript"
     images = load_images(256)
-    bare = measure(REPO / "build" / "artifacts", backend, [1, 8], images, seconds_per_size=args.bare_seconds)
-    ceiling = max(r["images_per_second"] for r in bare)
+    bare = {name: measure(ARTIFACTS, name, [1, 8, 16], images, seconds_per_size=args.bare_seconds)
+            for name in dict.fromkeys(SERVED[m][0] for m in models)}
     run_dir = Path(tempfile.mkdtemp(prefix="sweep_", dir=args.out))
     image_dir = write_images(images, run_dir / "images")  # the same images for Locust as for the bare model
+    store = benchmark_store(run_dir, models)
     config = render_config(REPO / "config.properties", run_dir / "config.properties",
                            tuple(int(p) for p in args.ports.split(",")))
-    client = start(config, REPO / "model_store", run_dir)
+    text = configure_models(config.read_text(), models)
+    config.write_text(text)
+    client = start(config, store, run_dir)
     try:
-        rows = []
-        for users in (int(u) for u in args.users.split(",")):
-            rows.append(run_locust(client.inference_url, run_dir / "key_file.json", args.model, users, args.seconds,
-                                   args.out / f"locust_{users}u", image_dir))
-            print(f"[sweep] {rows[-1]}", flush=True)
+        sweep = {model: [] for model in models}
+        for model in models:
+            for users in (int(u) for u in args.users.split(",")):
+                sweep[model].append(run_locust(client.inference_url, run_dir / "key_file.json", model, users,
+                                               args.seconds, args.out / f"locust_{model}_{users}u", image_dir))
+                print(f"[sweep] {model}: {sweep[model][-1]}", flush=True)
     finally:
         stop(run_dir)
-    report = {"model": args.model, "seconds_per_step": args.seconds, "bare_model": bare, "sweep": rows}
+    ceilings = {m: max(r["images_per_second"] for r in bare[SERVED[m][0]]) for m in models}
+    report = {"seconds_per_step": args.seconds, "bare_model": bare, "ceilings": ceilings, "sweep": sweep}
     (args.out / "sweep.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"Bare model ({backend}, handler stages, no HTTP): " +
-             ", ".join(f"batch {r['batch_size']}: {r['images_per_second']:.1f} img/s, p50 {r['batch_ms_p50']:.1f} ms"
-                       for r in bare), "",
-             "| users | req/s | server / bare-model best | p50 (ms) | p95 (ms) | p99 (ms) | errors | Locust CPU (cores) |",
-             "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['users']} | {r['rps']:.1f} | {r['rps'] / ceiling:.0%} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
-              f"{r['p99_ms']:.0f} | {r['failures']} | {r['locust_cpu_cores']:.2f} |" for r in rows]
-    (args.out / "sweep.md").write_text("\n".join(lines) + "\n")
-    plot(rows, ceiling, args.out / "sweep.png", f"{args.model}: Locust sweep, {args.seconds} s per step")
-    print("\n".join(lines))
+    (args.out / "sweep.md").write_text(summary(report))
+    plot(report, args.out / "sweep.png", args.seconds)
+    print(summary(report))
+
+
+def summary(report: dict) -> str:
+    lines = ["Bare model (handler stages, no HTTP): " + "; ".join(
+        f"{name} " + ", ".join(f"batch {r['batch_size']}: {r['images_per_second']:.1f} img/s (p50 {r['batch_ms_p50']:.1f} ms)"
+                                for r in rows) for name, rows in report["bare_model"].items()), "",
+             "| model | users | req/s | server / bare model | p50 (ms) | p95 (ms) | p99 (ms) | errors | Locust CPU (cores) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for model, rows in report["sweep"].items():
+        ceiling = report["ceilings"][model]
+        lines += [f"| {model} | {r['users']} | {r['rps']:.1f} | {r['rps'] / ceiling:.0%} | {r['p50_ms']:.0f} | "
+                  f"{r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['failures']} | {r['locust_cpu_cores']:.2f} |" for r in rows]
+    best = {model: max(r["rps"] for r in rows) for model, rows in report["sweep"].items()}
+    if STOCK in best:
+        lines += ["", "Best throughput against the stock-style baseline: " + ", ".join(
+            f"{model} {rps / best[STOCK]:.1f}x" for model, rps in best.items() if model != STOCK)]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,12 @@ def test_postprocess_applies_the_temperature_and_keeps_request_order() -> None:
     assert responses[2]["probabilities"]["FAKE"] == pytest.approx(float(expected[1, 1]), abs=1e-6)
     assert sum(responses[2]["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
     assert responses[0]["model_version"] == "9.9.9-onnx" and responses[0]["backend"] == "torchscript"
+
+
+def test_thread_count_comes_from_the_environment_then_the_archive_then_the_cores() -> None:
+    assert HandlerSettings.from_yaml({"intra_op_threads": 3}, environ={}).threads == 3
+    assert HandlerSettings.from_yaml({"intra_op_threads": 3}, environ={"AI_DETECTOR_INTRA_OP_THREADS": "1"}).threads == 1
+    assert HandlerSettings.from_yaml({"intra_op_threads": 0}, environ={}).threads == (os.cpu_count() or 1)
 
 
 def test_handler_settings_reject_unknown_keys() -> None:

@@ -1,4 +1,5 @@
-"""The sweep command end to end on a tiny budget: a real server, one Locust step, the summary and the plot."""
+"""The sweep command end to end on a tiny budget: one server holding this project's model and the
+stock-style baseline, Locust steps for each, the bare-model ceiling, the summary and the plot."""
 
 from __future__ import annotations
 
@@ -7,18 +8,31 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.sweep import main
+from loadtest.sweep import configure_models, main
+from tests.conftest import REPO
 from tests.integration.conftest import free_ports
 
 pytestmark = pytest.mark.integration
 
 
+def test_configured_models_keep_their_batching_and_the_baseline_gets_batch_one() -> None:
+    text = configure_models((REPO / "config.properties").read_text(), ["ai_detector", "ai_detector_int8", "stock_baseline"])
+    models = json.loads(next(line for line in text.splitlines() if line.startswith("models="))[len("models="):])
+    assert list(models) == ["ai_detector", "ai_detector_int8", "stock_baseline"]
+    assert next(iter(models["ai_detector_int8"].values()))["batchSize"] == next(iter(models["ai_detector"].values()))["batchSize"]
+    assert models["stock_baseline"]["1.0"]["batchSize"] == 1
+    assert "load_models=ai_detector.mar,ai_detector_int8.mar,stock_baseline.mar" in text
+
+
 def test_sweep_writes_summary_table_and_plot(tmp_path: Path, artifacts_dir: Path, cifake_dir: Path) -> None:
     ports = ",".join(str(p) for p in free_ports(5))
-    main(["--users", "1,2", "--seconds", "3", "--bare-seconds", "0.2", "--ports", ports, "--out", str(tmp_path)])
+    main(["--users", "1,2", "--seconds", "3", "--bare-seconds", "0.2", "--models", "ai_detector,stock_baseline",
+          "--ports", ports, "--out", str(tmp_path)])
     report = json.loads((tmp_path / "sweep.json").read_text())
-    assert [r["users"] for r in report["sweep"]] == [1, 2]
-    assert all(r["requests"] > 0 and r["failures"] == 0 and r["p50_ms"] > 0 for r in report["sweep"])
-    assert "| 2 |" in (tmp_path / "sweep.md").read_text()
+    for model in ("ai_detector", "stock_baseline"):
+        assert [r["users"] for r in report["sweep"][model]] == [1, 2]
+        assert all(r["requests"] > 0 and r["failures"] == 0 and r["p50_ms"] > 0 for r in report["sweep"][model])
+    summary = (tmp_path / "sweep.md").read_text()
+    assert "| stock_baseline | 2 |" in summary and "against the stock-style baseline: ai_detector" in summary
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
-    assert (tmp_path / "locust_1u_stats.csv").exists()
+    assert (tmp_path / "locust_stock_baseline_1u_stats.csv").exists()
