@@ -9,7 +9,7 @@ MODEL    ?= model
 ARTIFACTS := build/artifacts
 SOURCES  := $(wildcard detector/*.py handlers/*.py handlers/*.yaml export/*.py $(MODEL)/spectral.json) $(MODEL)/model.safetensors $(MODEL)/metadata.json
 
-.PHONY: setup build kserve-layout serve webui stop test soak fuzz train evaluate robustness clean
+.PHONY: setup build variants bench kserve-layout serve webui stop test soak fuzz train evaluate robustness clean
 
 setup: .venv/.installed
 .venv/.installed: pyproject.toml uv.lock scripts/setup.sh
@@ -21,6 +21,17 @@ build: model_store/SHA256SUMS
 model_store/SHA256SUMS: .venv/.installed $(SOURCES)
 	$(PY) -m export.export --model $(MODEL) --out $(ARTIFACTS) --parity-data $(CIFAKE)
 	$(PY) -m export.archive --artifacts $(ARTIFACTS) --model-store model_store
+
+# bf16 TorchScript and int8 ONNX beside the fp32 artifacts, with their accuracy against fp32 (variants.json).
+variants: build
+	$(PY) -m export.variants --model $(MODEL) --artifacts $(ARTIFACTS) --data $(CIFAKE)
+
+# Every performance figure of BENCHMARKS.md, regenerated (about 25 minutes on 2 cores; run it on a quiet machine).
+bench: variants
+	$(PY) -m loadtest.bench_preprocess --images 1000
+	$(PY) -m loadtest.bench_model --seconds 8
+	$(PY) -m loadtest.sweep --models ai_detector,ai_detector_onnx,ai_detector_int8,stock_baseline --users 1,2,4,8,16,32 --seconds 15
+	$(PY) -m loadtest.scaling --model ai_detector_int8 --seconds 12
 
 # The storage layout KServe's TorchServe predictor reads (docs/scaling.md).
 kserve-layout: build

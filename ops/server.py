@@ -61,6 +61,14 @@ def render_config(template: Path, destination: Path, ports: tuple[int, ...]) -> 
     return destination
 
 
+def with_model_api_and_no_models(text: str) -> str:
+    """config.properties as an operator who turns the model API on and registers models by hand
+    (the operations tests and the scaling benchmark, which re-registers with other batching)."""
+    text = text.replace("enable_model_api=false", "enable_model_api=true")
+    text = re.sub(r"^load_models=.*$", "load_models=", text, flags=re.MULTILINE)
+    return re.sub(r"^models=\{.*?^\}\n", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
 def loaded_model_names(config: Path) -> list[str]:
     match = re.search(r"^load_models=(.*)$", config.read_text(), flags=re.MULTILINE)
     entries = [e.strip() for e in match.group(1).split(",")] if match else []

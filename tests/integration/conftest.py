@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ops.client import DetectorClient
-from ops.server import render_config, start, stop
+from ops.server import render_config, start, stop, with_model_api_and_no_models  # noqa: F401 (re-exported)
 from tests.conftest import MODEL_STORE, REPO
 
 
@@ -22,13 +22,6 @@ def free_ports(count: int) -> tuple[int, ...]:
     for s in sockets:
         s.close()
     return ports
-
-
-def with_model_api_and_no_models(text: str) -> str:
-    """config.properties as an operator who turns the model API on and registers models by hand."""
-    text = text.replace("enable_model_api=false", "enable_model_api=true")
-    text = re.sub(r"^load_models=.*$", "load_models=", text, flags=re.MULTILINE)
-    return re.sub(r"^models=\{.*?^\}\n", "", text, flags=re.MULTILINE | re.DOTALL)
 
 
 def start_server(run_dir: Path, edit_config=None, model_store: Path = MODEL_STORE,

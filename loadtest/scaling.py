@@ -1,0 +1,125 @@
+"""Throughput and latency against workers × threads and against batch size × batch delay, in one run.
+
+    python -m loadtest.scaling --model ai_detector --seconds 15 --out loadtest/results/scaling
+
+One fresh TorchServe on 127.0.0.1 per thread count (threads per worker come from
+$AI_DETECTOR_INTRA_OP_THREADS, read when a worker starts). For each configuration the archive is
+registered through the management API with its batch size, delay and workers, then Locust measures
+it twice: 1 user (latency without queueing) and --users users (saturation throughput).
+Writes scaling.json, scaling.md and scaling.png under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from handlers.stages import THREADS_ENV  # noqa: E402
+from loadtest.images import load_images, write_images  # noqa: E402
+from loadtest.sweep import SERVED, benchmark_store, run_locust  # noqa: E402
+from ops.server import render_config, start, stop, with_model_api_and_no_models  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Setup:
+    workers: int
+    threads: int
+    batch_size: int
+    max_batch_delay: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.workers}w x {self.threads}t, batch {self.batch_size} / {self.max_batch_delay} ms"
+
+
+def setups(cores: int) -> list[Setup]:
+    """Workers x threads at the shipped batching, then batching at one worker on all cores."""
+    threads = [Setup(1, cores, 8, 5), Setup(cores, 1, 8, 5), Setup(1, 1, 8, 5), Setup(cores, cores, 8, 5),
+               Setup(2 * cores, 1, 8, 5)]
+    batching = [Setup(1, cores, b, d) for b, d in ((1, 0), (4, 1), (8, 1), (16, 5), (32, 10))]
+    return list(dict.fromkeys(threads + batching))
+
+
+def measure_setups(model: str, configs: list[Setup], users: int, seconds: int, out: Path, ports: tuple[int, ...]) -> list[dict]:
+    images = load_images(256)
+    rows = []
+    for thread_count in sorted({c.threads for c in configs}, reverse=True):
+        run_dir = Path(tempfile.mkdtemp(prefix=f"scaling_{thread_count}t_", dir=out))
+        image_dir = write_images(images, run_dir / "images")
+        store = benchmark_store(run_dir, [model])
+        config = render_config(REPO / "config.properties", run_dir / "config.properties", ports)
+        config.write_text(with_model_api_and_no_models(config.read_text()))
+        os.environ[THREADS_ENV] = str(thread_count)       # inherited by TorchServe and its workers
+        try:
+            client = start(config, store, run_dir)
+            for setup in (c for c in configs if c.threads == thread_count):
+                client.register(SERVED[model][1], batch_size=setup.batch_size, max_batch_delay=setup.max_batch_delay,
+                                initial_workers=setup.workers)
+                single = run_locust(client.inference_url, run_dir / "key_file.json", model, 1, seconds,
+                                    out / f"locust_{len(rows)}_1u", image_dir)
+                loaded = run_locust(client.inference_url, run_dir / "key_file.json", model, users, seconds,
+                                    out / f"locust_{len(rows)}_{users}u", image_dir)
+                client.unregister(model=model)
+                rows.append({**asdict(setup), "name": setup.name, "p50_ms_1_user": single["p50_ms"],
+                             "rps": loaded["rps"], "p50_ms": loaded["p50_ms"], "p99_ms": loaded["p99_ms"],
+                             "errors": single["failures"] + loaded["failures"], "locust_cpu_cores": loaded["locust_cpu_cores"]})
+                print(f"[scaling] {rows[-1]}", flush=True)
+        finally:
+            stop(run_dir)
+            os.environ.pop(THREADS_ENV, None)
+    return rows
+
+
+def summary(model: str, rows: list[dict], users: int) -> str:
+    lines = [f"Model `{model}`; throughput at {users} Locust users, latency p50 also at 1 user.", "",
+             f"| setup | req/s ({users} users) | p50 (ms) | p99 (ms) | p50 at 1 user (ms) | errors |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['name']} | {r['rps']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['p50_ms_1_user']:.0f} | {r['errors']} |"
+              for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    figure, axis = plt.subplots(figsize=(10, 4.5))
+    names = [r["name"] for r in rows]
+    axis.barh(names, [r["rps"] for r in rows], color="C0")
+    for index, row in enumerate(rows):
+        axis.text(row["rps"], index, f" {row['rps']:.0f} req/s, p50 {row['p50_ms_1_user']:.0f} ms at 1 user", va="center", fontsize=8)
+    axis.invert_yaxis()
+    axis.set_xlabel("requests / s at saturation")
+    axis.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="ai_detector", help=f"one of {', '.join(m for m in SERVED if m != 'stock_baseline')}")
+    parser.add_argument("--users", type=int, default=16)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--only", type=int, default=None, help="measure only the first N setups (smoke tests)")
+    parser.add_argument("--ports", default="18180,18181,18182,17170,17171")
+    parser.add_argument("--out", type=Path, default=REPO / "loadtest" / "results" / "scaling")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    configs = setups(os.cpu_count() or 1)[: args.only]
+    rows = measure_setups(args.model, configs, args.users, args.seconds, args.out, tuple(int(p) for p in args.ports.split(",")))
+    (args.out / "scaling.json").write_text(json.dumps({"model": args.model, "users": args.users, "rows": rows}, indent=2) + "\n")
+    (args.out / "scaling.md").write_text(summary(args.model, rows, args.users))
+    plot(rows, args.out / "scaling.png", f"{args.model}: workers x threads and batching ({os.cpu_count()} cores)")
+    print(summary(args.model, rows, args.users))
+
+
+if __name__ == "__main__":
+    main()
