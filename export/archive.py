@@ -20,13 +20,13 @@ from pathlib import Path
 from detector.metadata import METADATA_FILENAME, ModelMetadata
 from detector.model import WEIGHTS_FILENAME
 from detector.spectral import SPECTRAL_FILENAME
-from export.export import ONNX_NAME, TORCHSCRIPT_NAME
+from export.export import INT8_NAME, ONNX_NAME, TORCHSCRIPT_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 HANDLER = REPO / "handlers" / "ai_detector_handler.py"
 MODEL_CONFIG = REPO / "handlers" / "model-config.yaml"
 PACKAGES = ("detector", "handlers")
-ARCHIVES = {"ai_detector": TORCHSCRIPT_NAME, "ai_detector_onnx": ONNX_NAME}
+ARCHIVES = {"ai_detector": TORCHSCRIPT_NAME, "ai_detector_onnx": ONNX_NAME, "ai_detector_int8": INT8_NAME}
 SUMS_NAME = "SHA256SUMS"
 
 

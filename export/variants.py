@@ -4,7 +4,8 @@
 
 * ``ai_detector_bf16.pt``   TorchScript with weights and activations in bfloat16 (the CPU's AVX-512 BF16)
 * ``ai_detector_int8.onnx`` ONNX Runtime static int8 quantisation (QDQ, per-channel weights; VNNI on
-                            this CPU), calibrated on training images, never on test images
+                            this CPU), calibrated on training images, never on test images; make build
+                            ships it (archive ai_detector_int8) since it passed this comparison
 
 Accuracy of every format is measured on the same fixed sample of official test images through the
 handler's backend; ``variants.json`` records it with the verdict: a variant is fit to ship only when
@@ -16,51 +17,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from detector.data import CifakeSource, load_split
 from detector.model import load_model
-from export.export import INPUT_NAME, ONNX_NAME, TORCHSCRIPT_NAME, export_torchscript, parity_images
+from export.export import INT8_NAME, ONNX_NAME, TORCHSCRIPT_NAME, calibration_images, export_int8, export_torchscript, parity_images
 from handlers.stages import load_backend
 
 BF16_NAME = "ai_detector_bf16.pt"
-INT8_NAME = "ai_detector_int8.onnx"
 VARIANTS_NAME = "variants.json"
 
 
 def export_bf16(model_dir: Path, path: Path) -> Path:
     model, _ = load_model(model_dir)
     return export_torchscript(model.to(torch.bfloat16), path)
-
-
-def calibration_images(data: Path, count: int, size: int, filter_name: str, seed: int = 0) -> np.ndarray:
-    """A seeded sample of TRAINING images for the int8 calibration (test images stay unseen)."""
-    source = CifakeSource(data)
-    samples = source.split("train")
-    chosen = [samples[i] for i in np.sort(np.random.default_rng(seed).choice(len(samples), count, replace=False))]
-    return load_split(source, chosen, size, filter_name).images
-
-
-def export_int8(onnx_fp32: Path, path: Path, calibration: np.ndarray, batch_size: int = 32) -> Path:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
-
-    class Batches(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter([{INPUT_NAME: calibration[i:i + batch_size]} for i in range(0, len(calibration), batch_size)])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.batches, None)
-
-    with tempfile.TemporaryDirectory() as scratch:
-        prepared = Path(scratch) / "prepared.onnx"
-        quant_pre_process(str(onnx_fp32), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(path), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return path
 
 
 def accuracy(artifact: Path, images: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> float:
@@ -75,7 +47,7 @@ def build_variants(model_dir: Path, artifacts: Path, data: Path, images: int = 2
     metadata = load_model(model_dir)[1]
     export_bf16(model_dir, artifacts / BF16_NAME)
     calibration = calibration_images(data, calibration_count, metadata.input_size, metadata.downsample_filter)
-    export_int8(artifacts / ONNX_NAME, artifacts / INT8_NAME, calibration)
+    export_int8(artifacts / ONNX_NAME, artifacts / INT8_NAME, calibration)  # as make build does
     test_images, labels = parity_images(data, images, metadata.input_size, metadata.downsample_filter, seed=1)
     report = {}
     for name in (TORCHSCRIPT_NAME, ONNX_NAME, BF16_NAME, INT8_NAME):

@@ -3,9 +3,9 @@ baseline, with the bare-model ceilings measured in the same run.
 
     python -m loadtest.sweep --users 1,2,4,8,16,32 --seconds 20 --out loadtest/results/sweep
 
-One server holds every model named by --models: ``ai_detector`` (TorchScript), ``ai_detector_onnx``,
-``ai_detector_int8`` (when build/artifacts holds the int8 variant) with this project's handler and
-batching from config.properties, and ``stock_baseline``: the same TorchScript artifact behind
+One server holds every model named by --models: ``ai_detector`` (TorchScript), ``ai_detector_onnx``
+and ``ai_detector_int8`` (ONNX Runtime, int8) with this project's handler and batching from
+config.properties, and ``stock_baseline``: the same TorchScript artifact behind
 TorchServe's own ImageClassifier (per-request PIL pipeline, fp32, batch size 1; loadtest/stock_handler.py).
 For each model and user count, one headless Locust run writes its CSVs under --out; the summary
 (sweep.json, sweep.md) gives req/s, p50/p95/p99, errors and Locust's own CPU use (it shares the
@@ -33,13 +33,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from loadtest.bench_model import ARTIFACTS as BARE_ARTIFACTS, measure  # noqa: E402
 from loadtest.images import load_images, write_images  # noqa: E402
-from export.archive import build_archive, stage_extra_files, write_sums  # noqa: E402
+from export.archive import build_archive, write_sums  # noqa: E402
 from ops.server import render_config, start, stop  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "build" / "artifacts"
 STOCK = "stock_baseline"
-# model name -> (artifact the bare benchmark measures, archive); the int8 archive is built here when asked for
+# model name -> (artifact the bare benchmark measures, archive)
 SERVED = {"ai_detector": ("torchscript", "ai_detector.mar"), "ai_detector_onnx": ("onnx", "ai_detector_onnx.mar"),
           "ai_detector_int8": ("int8", "ai_detector_int8.mar"), STOCK: ("torchscript", f"{STOCK}.mar")}
 LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
@@ -108,7 +108,7 @@ def configure_models(config_text: str, models: list[str]) -> str:
 
 
 def benchmark_store(run_dir: Path, models: list[str]) -> Path:
-    """A model store with the built archives the sweep needs, the stock baseline and the int8 variant added."""
+    """A model store with the built archives the sweep needs and the stock baseline."""
     store = run_dir / "model_store"
     store.mkdir()
     archives = []
@@ -117,10 +117,6 @@ def benchmark_store(run_dir: Path, models: list[str]) -> Path:
         if name == STOCK:
             archives.append(build_archive(STOCK, "1.0", ARTIFACTS / BARE_ARTIFACTS["torchscript"], None, store,
                                           handler=REPO / "loadtest" / "stock_handler.py", config_file=None))
-        elif name == "ai_detector_int8":
-            stage = stage_extra_files(run_dir / "stage", ARTIFACTS / "metadata.json")
-            version = json.loads((ARTIFACTS / "metadata.json").read_text())["version"]
-            archives.append(build_archive(name, version, ARTIFACTS / BARE_ARTIFACTS["int8"], stage, store))
         else:
             archives.append(Path(shutil.copy2(REPO / "model_store" / archive, store)))
     write_sums(store, archives)
@@ -149,8 +145,8 @@ def main(argv: list[str] | None = None) -> None:
                            tuple(int(p) for p in args.ports.split(",")))
     text = configure_models(config.read_text(), models)
     config.write_text(text)
-    client = start(config, store, run_dir)
     try:
+        client = start(config, store, run_dir)   # inside the try: a server that never got ready is stopped too
         sweep = {model: [] for model in models}
         for model in models:
             for users in (int(u) for u in args.users.split(",")):

@@ -91,4 +91,4 @@ def test_config_routes_the_version_of_the_shipped_model() -> None:
     models = json.loads(re.search(r"^models=(.*?^\})", text, flags=re.MULTILINE | re.DOTALL).group(1).replace("\\\n", ""))
     version = ModelMetadata.load(REPO / "model").version
     assert {name: list(versions) for name, versions in models.items()} == \
-        {"ai_detector": [version], "ai_detector_onnx": [version]}
+        {"ai_detector": [version], "ai_detector_onnx": [version], "ai_detector_int8": [version]}

@@ -1,27 +1,46 @@
-"""The shipped weights must score >= 95 % on a fixed sample of 2,000 official test images."""
+"""The shipped weights must score >= 95 % on a fixed sample of 2,000 official test images, and the
+int8 variant that make build ships may lose at most 0.2 pt of that (the performance issue's rule)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from detector.data import CifakeSource, load_split
 from detector.model import load_model, predict_logits
+from export.export import INT8_NAME
+from handlers.stages import load_backend
 from tests.conftest import MODEL_DIR
 
 SAMPLE_SIZE, SEED, TARGET = 2000, 2024, 0.95
 
 
-def test_shipped_model_accuracy_on_2000_official_test_images(cifake_dir: Path) -> None:
+@pytest.fixture(scope="module")
+def sample(cifake_dir: Path):
     model, metadata = load_model(MODEL_DIR)
     source = CifakeSource(cifake_dir / "test.zip", metadata.class_names)
     samples = source.split("test")
     chosen = [samples[i] for i in np.sort(np.random.default_rng(SEED).choice(len(samples), SAMPLE_SIZE, replace=False))]
     loaded = load_split(source, chosen, metadata.input_size, metadata.downsample_filter)
-    predictions = predict_logits(model, torch.from_numpy(loaded.images), batch_size=100).argmax(1).numpy()
+    return loaded, predict_logits(model, torch.from_numpy(loaded.images), batch_size=100).argmax(1).numpy()
+
+
+def test_shipped_model_accuracy_on_2000_official_test_images(sample) -> None:
+    loaded, predictions = sample
     accuracy = float((predictions == loaded.labels).mean())
     print(f"shipped model: {accuracy:.2%} on {SAMPLE_SIZE} official test images (seed {SEED})")
     assert 0.45 < loaded.labels.mean() < 0.55  # both classes well represented
     assert accuracy >= TARGET
+
+
+def test_shipped_int8_variant_loses_at_most_0_2_points(sample, artifacts_dir: Path) -> None:
+    loaded, predictions = sample
+    fp32 = float((predictions == loaded.labels).mean())
+    backend = load_backend(artifacts_dir / INT8_NAME, torch.device("cpu"), torch.get_num_threads())
+    logits = np.concatenate([backend(loaded.images[i:i + 100]) for i in range(0, len(loaded.images), 100)])
+    int8 = float((logits.argmax(1) == loaded.labels).mean())
+    print(f"int8: {int8:.2%}, fp32: {fp32:.2%} on {SAMPLE_SIZE} official test images (seed {SEED})")
+    assert fp32 - int8 <= 0.002

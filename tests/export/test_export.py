@@ -25,9 +25,10 @@ def exported(cifake_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 def test_export_writes_both_artifacts_with_metadata_and_parity_report(exported: Path) -> None:
     report = json.loads((exported / "parity.json").read_text())
-    assert set(report) == {"torchscript", "onnx"}
-    for result in report.values():
-        assert result["max_abs_delta_probability"] <= 1e-3 and result["images"] == 64
+    assert set(report) == {"torchscript", "onnx", "onnx_int8"}
+    for name in ("torchscript", "onnx"):
+        assert report[name]["max_abs_delta_probability"] <= 1e-3 and report[name]["images"] == 64
+    assert report["onnx_int8"]["label_agreement"] >= 0.97 and (exported / "ai_detector_int8.onnx").exists()
     assert ModelMetadata.load(exported) == ModelMetadata.load(MODEL_DIR)
 
 
@@ -50,8 +51,8 @@ def test_archives_hold_handler_packages_and_metadata(exported: Path, tmp_path: P
     import zipfile
 
     archives = build_archives(exported, tmp_path / "store", stage_root=tmp_path / "stage")
-    assert [a.name for a in archives] == ["ai_detector.mar", "ai_detector_onnx.mar"]
-    for archive, artifact in zip(archives, ("ai_detector.pt", "ai_detector.onnx")):
+    assert [a.name for a in archives] == ["ai_detector.mar", "ai_detector_onnx.mar", "ai_detector_int8.mar"]
+    for archive, artifact in zip(archives, ("ai_detector.pt", "ai_detector.onnx", "ai_detector_int8.onnx")):
         names = set(zipfile.ZipFile(archive).namelist())
         assert {artifact, "ai_detector_handler.py", "metadata.json", "model-config.yaml",
                 "handlers/stages.py", "detector/preprocessing.py", "MAR-INF/MANIFEST.json"} <= names

@@ -34,7 +34,7 @@ def ops(client: DetectorClient, *args: str) -> str:
 def test_cli_lists_describes_and_scales_workers(server) -> None:
     client, _ = server
     names = {m["modelName"] for m in json.loads(ops(client, "models"))}
-    assert names == {"ai_detector", "ai_detector_onnx"}
+    assert names == {"ai_detector", "ai_detector_onnx", "ai_detector_int8"}
     described = json.loads(ops(client, "scale", "ai_detector", "--min", "2", "--max", "3"))[0]
     assert (described["minWorkers"], described["maxWorkers"]) == (2, 3)
     assert len(described["workers"]) == 2 and all(w["status"] == "READY" for w in described["workers"])

@@ -60,6 +60,18 @@ def test_explanations_endpoint_returns_gradcam_for_the_served_prediction(server,
     assert explained["gradcam"]["png"] and "gradcam" not in predicted
 
 
+def test_int8_model_agrees_with_fp32_labels(server, cifake_images) -> None:
+    client, _ = server
+    images = [data for _, data in cifake_images]
+    with ThreadPoolExecutor(8) as pool:
+        int8 = list(pool.map(lambda d: client.predict(d, model="ai_detector_int8"), images))
+    for body in int8:
+        check_schema(body)
+    offline = offline_fake_probabilities(images)
+    agreement = np.mean([(b["label"] == "FAKE") == (p > 0.5) for b, p in zip(int8, offline)])
+    assert agreement >= 0.95 and np.abs(np.array([b["probabilities"]["FAKE"] for b in int8]) - offline).max() < 0.2
+
+
 def test_high_resolution_photo_is_aligned_and_classified(server, cifake_images) -> None:
     from PIL import Image
     import io

@@ -30,7 +30,7 @@ def test_render_config_moves_only_the_ports(tmp_path: Path) -> None:
     rendered = render_config(REPO / "config.properties", tmp_path / "c.properties", (1, 2, 3, 4, 5)).read_text()
     assert "inference_address=http://127.0.0.1:1\n" in rendered and "metrics_address=http://127.0.0.1:3\n" in rendered
     assert "grpc_inference_port=4\n" in rendered and "grpc_management_port=5\n" in rendered
-    assert loaded_model_names(tmp_path / "c.properties") == ["ai_detector", "ai_detector_onnx"]
+    assert loaded_model_names(tmp_path / "c.properties") == ["ai_detector", "ai_detector_onnx", "ai_detector_int8"]
     original = (REPO / "config.properties").read_text().splitlines()
     assert len([a for a, b in zip(original, rendered.splitlines()) if a != b]) == 5
     with pytest.raises(ValueError, match="need 5 ports"):
