@@ -38,7 +38,7 @@ class ClassifierHead(nn.Linear):
 
 def _conv_bn(in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(out_channels, eps=1e-3, momentum=0.01)]
+            nn.BatchNorm2d(out_channels, eps=1e-3)]  # PyTorch momentum: running stats adapt while fine-tuning
 
 
 class MBConv(nn.Module):
