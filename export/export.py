@@ -128,15 +128,13 @@ def export_all(model_dir: Path, out_dir: Path, parity_data: Path, parity_count: 
         shutil.copy2(Path(model_dir) / SPECTRAL_FILENAME, out_dir / SPECTRAL_FILENAME)
     images, _ = parity_images(parity_data, parity_count, metadata.input_size, metadata.downsample_filter)
     report = check_parity(model_dir, list(paths.values()), images, tolerance)
-    if not int8:
-        (out_dir / PARITY_NAME).write_text(json.dumps(report, indent=2) + "\n")
-        return paths
-    calibration = calibration_images(parity_data, 512, metadata.input_size, metadata.downsample_filter)
-    paths["int8"] = export_int8(paths["onnx"], out_dir / INT8_NAME, calibration)
-    int8 = check_parity(model_dir, [paths["int8"]], images, tolerance=1.0)["onnx"]
-    if int8["label_agreement"] < INT8_MIN_LABEL_AGREEMENT:
-        raise ParityError(f"int8 labels agree with fp32 on only {int8['label_agreement']:.1%} of the parity images")
-    report["onnx_int8"] = {**int8, "min_label_agreement": INT8_MIN_LABEL_AGREEMENT}
+    if int8:
+        calibration = calibration_images(parity_data, 512, metadata.input_size, metadata.downsample_filter)
+        paths["int8"] = export_int8(paths["onnx"], out_dir / INT8_NAME, calibration)
+        agreement = check_parity(model_dir, [paths["int8"]], images, tolerance=1.0)["onnx"]
+        if agreement["label_agreement"] < INT8_MIN_LABEL_AGREEMENT:
+            raise ParityError(f"int8 labels agree with fp32 on only {agreement['label_agreement']:.1%} of the parity images")
+        report["onnx_int8"] = {**agreement, "min_label_agreement": INT8_MIN_LABEL_AGREEMENT}
     (out_dir / PARITY_NAME).write_text(json.dumps(report, indent=2) + "\n")
     return paths
 

@@ -251,8 +251,8 @@ class HandlerSettings:
         ``intra_op_threads``, so operators size workers x threads to the cores without rebuilding."""
         section = dict(section or {})
         environ = os.environ if environ is None else environ
-        threads = int(environ.get(THREADS_ENV) or section.pop("intra_op_threads", 0) or 0) or (os.cpu_count() or 1)
-        section.pop("intra_op_threads", None)
+        archive_threads = int(section.pop("intra_op_threads", 0))
+        threads = int(environ.get(THREADS_ENV) or archive_threads) or (os.cpu_count() or 1)
         known = {"max_image_bytes": "max_bytes", "max_image_pixels": "max_pixels", "max_image_side": "max_side"}
         unknown = set(section) - set(known)
         if unknown:

@@ -19,12 +19,14 @@ import torch
 import yaml
 
 from detector.metadata import ModelMetadata
+from export.export import INT8_NAME, ONNX_NAME, TORCHSCRIPT_NAME
+from export.variants import BF16_NAME
 from handlers.stages import HandlerSettings, load_backend, postprocess, preprocess, select_device
 from loadtest.images import load_images
 
 REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = {"torchscript": "ai_detector.pt", "onnx": "ai_detector.onnx",
-             "bf16": "ai_detector_bf16.pt", "int8": "ai_detector_int8.onnx"}   # the last two: python -m export.variants
+ARTIFACTS = {"torchscript": TORCHSCRIPT_NAME, "onnx": ONNX_NAME,
+             "bf16": BF16_NAME, "int8": INT8_NAME}   # bf16: python -m export.variants
 
 
 def measure(artifacts: Path, backend_name: str, batch_sizes: list[int], images: list[bytes],

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from handlers.stages import THREADS_ENV  # noqa: E402
 from loadtest.images import load_images, write_images  # noqa: E402
-from loadtest.sweep import SERVED, benchmark_store, run_locust  # noqa: E402
+from loadtest.sweep import SERVED, archive_name, benchmark_store, run_locust  # noqa: E402
 from ops.server import render_config, start, stop, with_model_api_and_no_models  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def measure_setups(model: str, configs: list[Setup], users: int, seconds: int, o
         try:
             client = start(config, store, run_dir)
             for setup in (c for c in configs if c.threads == thread_count):
-                client.register(SERVED[model][1], batch_size=setup.batch_size, max_batch_delay=setup.max_batch_delay,
+                client.register(archive_name(model), batch_size=setup.batch_size, max_batch_delay=setup.max_batch_delay,
                                 initial_workers=setup.workers)
                 single = run_locust(client.inference_url, run_dir / "key_file.json", model, 1, seconds,
                                     out / f"locust_{len(rows)}_1u", image_dir)

@@ -34,16 +34,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 from loadtest.bench_model import ARTIFACTS as BARE_ARTIFACTS, measure  # noqa: E402
 from loadtest.images import load_images, write_images  # noqa: E402
 from export.archive import build_archive, write_sums  # noqa: E402
-from ops.server import render_config, start, stop  # noqa: E402
+from ops.server import configured_models, render_config, start, stop, without_models  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "build" / "artifacts"
 STOCK = "stock_baseline"
-# model name -> (artifact the bare benchmark measures, archive)
-SERVED = {"ai_detector": ("torchscript", "ai_detector.mar"), "ai_detector_onnx": ("onnx", "ai_detector_onnx.mar"),
-          "ai_detector_int8": ("int8", "ai_detector_int8.mar"), STOCK: ("torchscript", f"{STOCK}.mar")}
+# model name -> the artifact the bare benchmark measures for it (loadtest.bench_model.ARTIFACTS)
+SERVED = {"ai_detector": "torchscript", "ai_detector_onnx": "onnx", "ai_detector_int8": "int8", STOCK: "torchscript"}
 LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def run_locust(inference_url: str, key_file: Path, model: str, users: int, seconds: int, prefix: Path,
@@ -92,19 +90,24 @@ def plot(report: dict, path: Path, seconds: int) -> None:
 def configure_models(config_text: str, models: list[str]) -> str:
     """config.properties loading exactly ``models``: this project's archives with their batching from
     config.properties, the int8 variant with the same batching, the stock baseline at batch size 1."""
-    match = re.search(r"^models=(.*?^\})", config_text, flags=re.MULTILINE | re.DOTALL)
-    configured = json.loads(match.group(1).replace("\\\n", ""))
+    configured = configured_models(config_text)
     version, settings = next(iter(configured["ai_detector"].items()))
     entries = {}
     for name in models:
         if name in configured:
             entries[name] = configured[name]
         elif name == STOCK:
-            entries[name] = {"1.0": {**settings, "marName": SERVED[name][1], "maxWorkers": 1, "batchSize": 1, "maxBatchDelay": 0}}
+            entries[name] = {"1.0": {**settings, "marName": archive_name(name), "maxWorkers": 1, "batchSize": 1,
+                                     "maxBatchDelay": 0}}
         else:
-            entries[name] = {version: {**settings, "marName": SERVED[name][1]}}
-    text = config_text.replace(match.group(0), "models=" + json.dumps(entries))
-    return re.sub(r"^load_models=.*$", "load_models=" + ",".join(SERVED[m][1] for m in models), text, flags=re.MULTILINE)
+            entries[name] = {version: {**settings, "marName": archive_name(name)}}
+    text = re.sub(r"^load_models=.*$", "load_models=" + ",".join(archive_name(m) for m in models),
+                  without_models(config_text), flags=re.MULTILINE)
+    return text + "models=" + json.dumps(entries) + "\n"
+
+
+def archive_name(model: str) -> str:
+    return f"{model}.mar"
 
 
 def benchmark_store(run_dir: Path, models: list[str]) -> Path:
@@ -113,12 +116,11 @@ def benchmark_store(run_dir: Path, models: list[str]) -> Path:
     store.mkdir()
     archives = []
     for name in models:
-        archive = SERVED[name][1]
         if name == STOCK:
             archives.append(build_archive(STOCK, "1.0", ARTIFACTS / BARE_ARTIFACTS["torchscript"], None, store,
                                           handler=REPO / "loadtest" / "stock_handler.py", config_file=None))
         else:
-            archives.append(Path(shutil.copy2(REPO / "model_store" / archive, store)))
+            archives.append(Path(shutil.copy2(REPO / "model_store" / archive_name(name), store)))
     write_sums(store, archives)
     return store
 
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     images = load_images(256)
     bare = {name: measure(ARTIFACTS, name, [1, 8, 16], images, seconds_per_size=args.bare_seconds)
-            for name in dict.fromkeys(SERVED[m][0] for m in models)}
+            for name in dict.fromkeys(SERVED[m] for m in models)}
     run_dir = Path(tempfile.mkdtemp(prefix="sweep_", dir=args.out))
     image_dir = write_images(images, run_dir / "images")  # the same images for Locust as for the bare model
     store = benchmark_store(run_dir, models)
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"[sweep] {model}: {sweep[model][-1]}", flush=True)
     finally:
         stop(run_dir)
-    ceilings = {m: max(r["images_per_second"] for r in bare[SERVED[m][0]]) for m in models}
+    ceilings = {m: max(r["images_per_second"] for r in bare[SERVED[m]]) for m in models}
     report = {"seconds_per_step": args.seconds, "bare_model": bare, "ceilings": ceilings, "sweep": sweep}
     (args.out / "sweep.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "sweep.md").write_text(summary(report))

@@ -11,6 +11,7 @@ Archives are checked against ``model_store/SHA256SUMS`` before the server sees t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -61,12 +63,23 @@ def render_config(template: Path, destination: Path, ports: tuple[int, ...]) -> 
     return destination
 
 
+def without_models(text: str) -> str:
+    """config.properties loading no model at start (no load_models entries, no models= block)."""
+    text = re.sub(r"^load_models=.*$", "load_models=", text, flags=re.MULTILINE)
+    return re.sub(r"^models=\{.*?^\}\n", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
 def with_model_api_and_no_models(text: str) -> str:
     """config.properties as an operator who turns the model API on and registers models by hand
     (the operations tests and the scaling benchmark, which re-registers with other batching)."""
-    text = text.replace("enable_model_api=false", "enable_model_api=true")
-    text = re.sub(r"^load_models=.*$", "load_models=", text, flags=re.MULTILINE)
-    return re.sub(r"^models=\{.*?^\}\n", "", text, flags=re.MULTILINE | re.DOTALL)
+    return without_models(text.replace("enable_model_api=false", "enable_model_api=true"))
+
+
+def configured_models(text: str) -> dict[str, Any]:
+    """The ``models=`` JSON of a config.properties (continued lines, or one line as in a ConfigMap)."""
+    joined = text.replace("\\\n", "")
+    start = re.search(r"^\s*models=", joined, flags=re.MULTILINE).end()
+    return json.JSONDecoder().raw_decode(joined, start)[0]
 
 
 def loaded_model_names(config: Path) -> list[str]:

@@ -10,6 +10,7 @@ import jsonschema
 import yaml
 
 from monitoring.dashboard import OUTPUT, render
+from ops.server import configured_models
 from tests.conftest import REPO
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -88,7 +89,7 @@ def test_config_routes_the_version_of_the_shipped_model() -> None:
     from detector.metadata import ModelMetadata
 
     text = (REPO / "config.properties").read_text()
-    models = json.loads(re.search(r"^models=(.*?^\})", text, flags=re.MULTILINE | re.DOTALL).group(1).replace("\\\n", ""))
+    models = configured_models(text)
     version = ModelMetadata.load(REPO / "model").version
     assert {name: list(versions) for name, versions in models.items()} == \
         {"ai_detector": [version], "ai_detector_onnx": [version], "ai_detector_int8": [version]}

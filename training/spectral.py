@@ -28,8 +28,9 @@ from detector.spectral import RADIAL_BINS, SpectralScore, fit_spectral_score, ra
 from training.evaluate import train_duplicate_mask  # noqa: E402
 
 
-def accuracy(score: SpectralScore, images: np.ndarray, labels: np.ndarray) -> float:
-    return float(((score.p_fake(images) > 0.5) == (labels == 1)).mean())
+def correct(score: SpectralScore, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per image: does the score's verdict (P(FAKE) > 0.5) match the label?"""
+    return (score.p_fake(images) > 0.5) == (labels == 1)
 
 
 def plot_spectra(images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...], path: Path) -> None:
@@ -71,10 +72,11 @@ def main(argv: list[str] | None = None) -> None:
     to_hwc = lambda split: split.images.transpose(0, 2, 3, 1)  # noqa: E731
     score = fit_spectral_score(to_hwc(fitted), fitted.labels)
     duplicates = train_duplicate_mask(source, test)
+    test_correct = correct(score, to_hwc(test), test.labels)   # scored once, then summarised two ways
     metrics = {"train_images": int(len(fitted.labels)),
-               "validation_accuracy": accuracy(score, to_hwc(validation), validation.labels),
-               "test_accuracy": accuracy(score, to_hwc(test), test.labels),
-               "test_accuracy_without_train_duplicates": accuracy(score, to_hwc(test)[~duplicates], test.labels[~duplicates]),
+               "validation_accuracy": float(correct(score, to_hwc(validation), validation.labels).mean()),
+               "test_accuracy": float(test_correct.mean()),
+               "test_accuracy_without_train_duplicates": float(test_correct[~duplicates].mean()),
                "test_images": int(len(test.labels))}
     score = replace(score, metrics=metrics)
     score.save(args.model)

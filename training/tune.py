@@ -7,14 +7,13 @@ validation accuracy: learning rate, weight decay, batch size, classifier dropout
 augmentation-strength knob (JPEG re-encoding, blur and crop padding scale together). The study is
 stored in ``STUDY_DIR/study.db`` (SQLite: resumable, inspectable with optuna-dashboard), the
 trials in ``trials.csv``, the search history in ``history.png``, and the best trial's complete
-config in ``best_config.toml``, which ``python -m training.train --config`` replays exactly.
+config in ``best_config.json``, which ``python -m training.train --config`` replays exactly.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 
 from detector.metadata import ModelMetadata  # noqa: E402
-from training.config import TrainConfig, load_file, merge  # noqa: E402
+from training.config import TrainConfig, load_file, merge, to_json  # noqa: E402
 from training.train import train  # noqa: E402
 
 
@@ -49,22 +48,6 @@ def suggest(trial: optuna.Trial) -> dict[str, Any]:
     return values
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value)
-
-
-def to_toml(config: TrainConfig) -> str:
-    """A TrainConfig as the TOML ``training.train --config`` reads (None fields left at their defaults)."""
-    values = dataclasses.asdict(config)
-    phases = values.pop("phases")
-    lines = [f"{key} = {toml_value(value)}" for key, value in values.items() if value is not None]
-    for phase in phases:
-        lines += ["", "[[phases]]"] + [f"{key} = {toml_value(value)}" for key, value in phase.items() if value is not None]
-    return "\n".join(lines) + "\n"
-
-
 def run_study(base: TrainConfig, study_dir: Path, trials: int, seed: int = 0) -> optuna.Study:
     study_dir.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(study_name="ai_detector", direction="maximize", load_if_exists=True,
@@ -72,7 +55,7 @@ def run_study(base: TrainConfig, study_dir: Path, trials: int, seed: int = 0) ->
 
     def objective(trial: optuna.Trial) -> float:
         config = merge(base, {**suggest(trial), "output": str(study_dir / f"trial_{trial.number:03d}")})
-        trial.set_user_attr("config", json.loads(json.dumps(dataclasses.asdict(config))))
+        trial.set_user_attr("config", json.loads(to_json(config)))
         accuracy = ModelMetadata.load(train(config)).metrics["validation"]["accuracy"]
         print(f"[tune] trial {trial.number}: validation accuracy {accuracy:.4f} with {trial.params}", file=sys.stderr)
         return accuracy
@@ -87,9 +70,7 @@ def run_study(base: TrainConfig, study_dir: Path, trials: int, seed: int = 0) ->
 def write_outputs(study: optuna.Study, study_dir: Path) -> None:
     best = study.best_trial
     best_config = merge(TrainConfig(), {**best.user_attrs["config"], "output": str(study_dir / "best")})
-    (study_dir / "best_config.toml").write_text(
-        f"# Best of {len(study.trials)} trials (trial {best.number}, validation accuracy {best.value:.4f}).\n"
-        f"# Replay: python -m training.train --config {study_dir / 'best_config.toml'}\n" + to_toml(best_config))
+    (study_dir / "best_config.json").write_text(to_json(best_config))
     names = sorted({name for t in study.trials for name in t.params})
     with open(study_dir / "trials.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -106,8 +87,9 @@ def write_outputs(study: optuna.Study, study_dir: Path) -> None:
     figure.tight_layout()
     figure.savefig(study_dir / "history.png", dpi=110)
     plt.close(figure)
-    print(f"[tune] best: trial {best.number}, validation accuracy {best.value:.4f}, {best.params}\n"
-          f"[tune] wrote {study_dir / 'best_config.toml'}, trials.csv, history.png, study.db", file=sys.stderr)
+    print(f"[tune] best: trial {best.number} of {len(study.trials)}, validation accuracy {best.value:.4f}, {best.params}\n"
+          f"[tune] wrote {study_dir / 'best_config.json'} (replay: python -m training.train --config "
+          f"{study_dir / 'best_config.json'}), trials.csv, history.png, study.db", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:

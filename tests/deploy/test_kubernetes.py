@@ -20,6 +20,7 @@ import referencing
 import yaml
 
 from detector.metadata import ModelMetadata
+from ops.server import configured_models
 from tests.conftest import REPO
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")  # oldest and newest schemas kubernetes-validate ships
@@ -103,7 +104,7 @@ def test_cluster_configs_keep_the_control_plane_off_the_network(text: str) -> No
     assert settings["grpc_inference_address"] == settings["grpc_management_address"] == "127.0.0.1"
     assert settings["enable_model_api"] == "false" and settings["install_py_dep_per_model"] == "false"
     assert "http" not in settings["allowed_urls"]
-    models = json.loads(re.search(r"^\s*models=(.*?\})\s*$", text.replace("\\\n", ""), re.MULTILINE | re.DOTALL).group(1))
+    models = configured_models(text)
     assert list(models["ai_detector"]) == [ModelMetadata.load(REPO / "model").version]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PIL import Image, ImageFilter
 
 from detector.preprocessing import load_aligned

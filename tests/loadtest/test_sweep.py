@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.sweep import configure_models, main
+from ops.server import configured_models
 from tests.conftest import REPO
 from tests.integration.conftest import free_ports
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 def test_configured_models_keep_their_batching_and_the_baseline_gets_batch_one() -> None:
     text = configure_models((REPO / "config.properties").read_text(), ["ai_detector", "ai_detector_int8", "stock_baseline"])
-    models = json.loads(next(line for line in text.splitlines() if line.startswith("models="))[len("models="):])
+    models = configured_models(text)
     assert list(models) == ["ai_detector", "ai_detector_int8", "stock_baseline"]
     assert next(iter(models["ai_detector_int8"].values()))["batchSize"] == next(iter(models["ai_detector"].values()))["batchSize"]
     assert models["stock_baseline"]["1.0"]["batchSize"] == 1

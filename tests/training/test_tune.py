@@ -18,7 +18,7 @@ def test_study_is_saved_resumable_and_its_best_config_reproducible(cifake_dir: P
     assert len(list(csv.DictReader((tmp_path / "study" / "trials.csv").open()))) == 2
     assert (tmp_path / "study" / "history.png").read_bytes()[:4] == b"\x89PNG"
 
-    replayed, _ = resolve(["--config", str(tmp_path / "study" / "best_config.toml")])
+    replayed, _ = resolve(["--config", str(tmp_path / "study" / "best_config.json")])
     best = study.best_trial
     assert replayed.lr == best.params["lr"] and replayed.batch_size == best.params["batch_size"]
     assert replayed.dropout == best.params["dropout"] and replayed.max_train_images == 128
