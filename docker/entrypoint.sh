@@ -15,4 +15,4 @@ else
   CONFIG=/app/run/config.properties
   sed 's#=http://127.0.0.1:#=http://0.0.0.0:#' /app/config.properties > "$CONFIG"
 fi
-exec torchserve --foreground --ncs --ts-config "$CONFIG" --model-store "$MODEL_STORE"
+exec torchserve --foreground --ncs --ts-config "$CONFIG" --model-store "$MODEL_STORE" --log-config /app/log4j2.xml

@@ -29,6 +29,7 @@ from ops.client import DetectorClient
 REPO = Path(__file__).resolve().parent.parent
 ADDRESS_KEYS = ("inference_address", "management_address", "metrics_address")
 GRPC_PORT_KEYS = ("grpc_inference_port", "grpc_management_port")  # gRPC cannot be switched off in 0.12
+LOG_CONFIG = REPO / "log4j2.xml"   # INFO-level logging instead of TorchServe's built-in DEBUG
 
 
 class ServerError(RuntimeError):
@@ -113,7 +114,7 @@ def start(config: Path = REPO / "config.properties", model_store: Path = REPO / 
     (run_dir / "key_file.json").unlink(missing_ok=True)
     with open(run_dir / "torchserve.out", "ab") as console:  # the daemon must not hold our stdout open
         subprocess.run([_torchserve(), "--start", "--ncs", "--ts-config", str(config.resolve()),
-                        "--model-store", str(model_store.resolve())],
+                        "--model-store", str(model_store.resolve()), "--log-config", str(LOG_CONFIG)],
                        cwd=run_dir, env=_environment(run_dir), check=True, stdout=console, stderr=console)
     settings = dict(re.findall(r"^(\w+)=(.*)$", config.read_text(), flags=re.MULTILINE))
     client = DetectorClient(settings["inference_address"], settings["management_address"],

@@ -67,6 +67,14 @@ def test_dockerfile_installs_from_the_lock_and_runs_unprivileged() -> None:
     assert re.search(r"^USER 10001$", dockerfile, flags=re.MULTILINE)
 
 
+def test_container_runs_torchserve_with_the_projects_log_config() -> None:
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    entrypoint = (REPO / "docker" / "entrypoint.sh").read_text()
+    assert re.search(r"^WORKDIR /app$", dockerfile, flags=re.MULTILINE)
+    assert re.search(r"^COPY [^\n]*\blog4j2\.xml \./$", dockerfile, flags=re.MULTILINE)
+    assert re.search(r"^exec torchserve .*--log-config /app/log4j2\.xml$", entrypoint, flags=re.MULTILINE)
+
+
 def test_grafana_dashboard_is_the_generated_one() -> None:
     assert OUTPUT.read_text() == render(), "run: python -m monitoring.dashboard"
     panels = json.loads(OUTPUT.read_text())["panels"]
