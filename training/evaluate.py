@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from detector.data import CifakeSource, LoadedSplit, content_sha256, load_split  # noqa: E402
+from detector.data import CifakeSource, LoadedSplit, Sample, content_sha256, load_split  # noqa: E402
 from detector.metadata import ModelMetadata  # noqa: E402
 from detector.model import calibrated_probabilities, load_model, predict_logits  # noqa: E402
 from training.metrics import classification_report, roc_curve  # noqa: E402
@@ -37,15 +37,20 @@ def train_duplicate_mask(source: CifakeSource, split: LoadedSplit) -> np.ndarray
     return np.array([h in train_hashes for h in split.file_hashes])
 
 
+def choose_samples(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
+    """All samples, or a seeded sorted subset of ``limit``: the same images wherever a sample is evaluated."""
+    if not limit:
+        return samples
+    rng = np.random.default_rng(seed)
+    return [samples[i] for i in np.sort(rng.choice(len(samples), min(limit, len(samples)), replace=False))]
+
+
 def evaluate(model_dir: Path, data: Path, split_name: str, limit: int | None = None, seed: int = 0,
              precision: str = "fp32", batch_size: int = 128) -> tuple[dict[str, Any], torch.Tensor, LoadedSplit]:
     """Run the eager model over a split through the server's preprocessing; returns the report."""
     model, metadata = load_model(model_dir)
     source = CifakeSource(data, metadata.class_names)
-    samples = source.split(split_name)
-    if limit:
-        rng = np.random.default_rng(seed)
-        samples = [samples[i] for i in np.sort(rng.choice(len(samples), min(limit, len(samples)), replace=False))]
+    samples = choose_samples(source.split(split_name), limit, seed)
     loaded = load_split(source, samples, metadata.input_size, metadata.downsample_filter, split_name)
     started = time.monotonic()
     logits = predict_logits(model, torch.from_numpy(loaded.images), batch_size, precision)

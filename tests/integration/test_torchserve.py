@@ -19,6 +19,7 @@ import torch
 from detector.model import calibrated_probabilities, load_model, predict_logits
 from detector.preprocessing import load_aligned
 from ops.client import DetectorClient, read_keys
+from ops.served_accuracy import main as served_accuracy_main
 from monitoring.dashboard import metric_names
 from tests.conftest import MODEL_DIR, REPO, encode
 from tests.integration.conftest import check_schema, metrics_url
@@ -223,3 +224,30 @@ def test_metrics_port_serves_the_handlers_own_metrics_without_a_key(server, cifa
     for name, kind in re.findall(r"^# TYPE (\w+) (\w+)$", response.text, flags=re.MULTILINE):  # declared, maybe no sample yet
         exposed |= {name} | ({f"{name}_bucket", f"{name}_sum", f"{name}_count"} if kind == "histogram" else set())
     assert metric_names() - exposed == set(), "the Grafana dashboard queries metrics the server does not expose"
+
+
+def test_server_logs_one_access_line_per_request_and_no_per_request_debug(server, cifake_images) -> None:
+    """The project's log4j2.xml replaces TorchServe's DEBUG-level default (about 15 lines per request)."""
+    client, run_dir = server
+    logs = run_dir / "logs"
+    access_before = len((logs / "access_log.log").read_text().splitlines())
+    ts_before = len((logs / "ts_log.log").read_text().splitlines())
+    for _, data in cifake_images[:6]:
+        client.predict(data)
+    access = (logs / "access_log.log").read_text().splitlines()[access_before:]
+    assert sum("POST /predictions/ai_detector " in line and '" 200 ' in line for line in access) == 6
+    new_server_lines = (logs / "ts_log.log").read_text().splitlines()[ts_before:]
+    assert not [line for line in new_server_lines if "[DEBUG]" in line or "[METRICS]" in line or "ACCESS_LOG" in line]
+
+
+def test_served_accuracy_equals_offline_accuracy_on_a_test_sample(server, cifake_dir: Path, tmp_path: Path) -> None:
+    """ops.served_accuracy through the real server, both backends, on 300 official test images."""
+    client, _ = server
+    code = served_accuracy_main(["--data", str(cifake_dir), "--images", "300", "--seed", "11",
+                                 "--url", client.inference_url, "--key-file", str(client.key_file), "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "served_accuracy.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == list(MODELS)
+    for row in rows:
+        assert row["images"] == 300 and row["failures"] == 0 and abs(row["gap_pt"]) <= 0.1, row
+        assert row["served_accuracy"] >= 0.9
+    assert code == 0 and "| `ai_detector_onnx` | 300 |" in (tmp_path / "served_accuracy.md").read_text()
