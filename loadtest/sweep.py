@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 import matplotlib
+import psutil
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -44,17 +45,27 @@ SERVED = {"ai_detector": "torchscript", "ai_detector_onnx": "onnx", "ai_detector
 LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
 
 
+def server_cpu_seconds(run_dir: Path) -> dict[str, float]:
+    """CPU time used so far by TorchServe's Java frontend and, together, by its Python workers: with the
+    client's own, it shows where the 2 cores went while the server ran below the bare model."""
+    frontend = psutil.Process(int((run_dir / "tmp" / ".model_server.pid").read_text().split()[0]))
+    workers = frontend.children(recursive=True)
+    return {"frontend": sum(frontend.cpu_times()[:2]),
+            "workers": sum(sum(w.cpu_times()[:2]) for w in workers if w.is_running())}
+
+
 def run_locust(inference_url: str, key_file: Path, model: str, users: int, seconds: int, prefix: Path,
-               image_dir: Path) -> dict:
-    """One headless Locust run; returns its aggregated figures and its own CPU use (cores)."""
+               image_dir: Path, run_dir: Path) -> dict:
+    """One headless Locust run; returns its aggregated figures and the CPU (cores) that Locust itself,
+    the server's frontend and its workers used meanwhile."""
     env = {**os.environ, "AI_DETECTOR_KEY_FILE": str(key_file), "AI_DETECTOR_MODEL": model,
            "LOADTEST_IMAGE_DIR": str(image_dir)}
     command = [str(Path(sys.executable).with_name("locust")), "-f", str(LOCUSTFILE), "--headless", "-u", str(users),
                "-r", str(users), "-t", f"{seconds}s", "--stop-timeout", "30", "--host", inference_url,
                "--csv", str(prefix), "--only-summary"]
-    before = os.times()
+    before, server_before = os.times(), server_cpu_seconds(run_dir)
     subprocess.run(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    after = os.times()
+    after, server_after = os.times(), server_cpu_seconds(run_dir)
     with open(f"{prefix}_stats.csv") as handle:
         total = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
     if int(total["Request Count"]) == 0:
@@ -62,7 +73,8 @@ def run_locust(inference_url: str, key_file: Path, model: str, users: int, secon
     client_cpu_s = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     return {"users": users, "requests": int(total["Request Count"]), "failures": int(total["Failure Count"]),
             "rps": round(float(total["Requests/s"]), 1), "p50_ms": float(total["50%"]), "p95_ms": float(total["95%"]),
-            "p99_ms": float(total["99%"]), "locust_cpu_cores": round(client_cpu_s / seconds, 2)}
+            "p99_ms": float(total["99%"]), "locust_cpu_cores": round(client_cpu_s / seconds, 2),
+            **{f"{part}_cpu_cores": round((server_after[part] - server_before[part]) / seconds, 2) for part in server_after}}
 
 
 def plot(report: dict, path: Path, seconds: int) -> None:
@@ -153,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
         for model in models:
             for users in (int(u) for u in args.users.split(",")):
                 sweep[model].append(run_locust(client.inference_url, run_dir / "key_file.json", model, users,
-                                               args.seconds, args.out / f"locust_{model}_{users}u", image_dir))
+                                               args.seconds, args.out / f"locust_{model}_{users}u", image_dir,
+                                               run_dir))
                 print(f"[sweep] {model}: {sweep[model][-1]}", flush=True)
     finally:
         stop(run_dir)
@@ -169,12 +182,14 @@ def summary(report: dict) -> str:
     lines = ["Bare model (handler stages, no HTTP): " + "; ".join(
         f"{name} " + ", ".join(f"batch {r['batch_size']}: {r['images_per_second']:.1f} img/s (p50 {r['batch_ms_p50']:.1f} ms)"
                                 for r in rows) for name, rows in report["bare_model"].items()), "",
-             "| model | users | req/s | server / bare model | p50 (ms) | p95 (ms) | p99 (ms) | errors | Locust CPU (cores) |",
+             "| model | users | req/s | server / bare model | p50 (ms) | p95 (ms) | p99 (ms) | errors "
+             "| CPU cores: Locust / frontend / workers |",
              "|---|---|---|---|---|---|---|---|---|"]
     for model, rows in report["sweep"].items():
         ceiling = report["ceilings"][model]
         lines += [f"| {model} | {r['users']} | {r['rps']:.1f} | {r['rps'] / ceiling:.0%} | {r['p50_ms']:.0f} | "
-                  f"{r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['failures']} | {r['locust_cpu_cores']:.2f} |" for r in rows]
+                  f"{r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['failures']} | {r['locust_cpu_cores']:.2f} / "
+                  f"{r['frontend_cpu_cores']:.2f} / {r['workers_cpu_cores']:.2f} |" for r in rows]
     best = {model: max(r["rps"] for r in rows) for model, rows in report["sweep"].items()}
     if STOCK in best:
         lines += ["", "Best throughput against the stock-style baseline: " + ", ".join(

@@ -21,4 +21,9 @@ def test_draft_and_full_decodes_give_nearly_the_same_input() -> None:
     with_draft, without = aligned(data, 32, "bicubic", True), aligned(data, 32, "bicubic", False)
     assert with_draft.shape == without.shape == (32, 32, 3)
     assert np.abs(with_draft.astype(int) - without.astype(int)).mean() < 4
-    assert median_ms(data, 32, "bicubic", True, repeats=3) > 0
+    assert median_ms(lambda: aligned(data, 32, "bicubic", True), repeats=3) > 0
+
+
+def test_lower_quality_makes_a_smaller_file_of_the_same_picture() -> None:
+    sizes = [len(photo_jpeg(800, 600, quality=q)) for q in (70, 80, 90)]
+    assert sizes == sorted(sizes) and sizes[0] < 0.8 * sizes[-1]
