@@ -81,6 +81,15 @@ class CifakeSource:
         return Path(sample.location).read_bytes()
 
 
+def choose_samples(samples: list[Sample], count: int | None, seed: int) -> list[Sample]:
+    """All samples (``count`` None or 0), or a seeded, sorted subset of ``count``: every tool that
+    evaluates "a fixed sample" of a split picks it here, so the same seed means the same images."""
+    if not count:
+        return samples
+    rng = np.random.default_rng(seed)
+    return [samples[i] for i in np.sort(rng.choice(len(samples), min(count, len(samples)), replace=False))]
+
+
 def content_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

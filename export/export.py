@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detector.data import CifakeSource, load_split
+from detector.data import CifakeSource, choose_samples, load_split
 from detector.metadata import METADATA_FILENAME
 from detector.model import WEIGHTS_FILENAME, AlignedClassifier, calibrated_probabilities, load_model, predict_logits
 from detector.spectral import SPECTRAL_FILENAME
@@ -56,10 +56,7 @@ def export_onnx(model: AlignedClassifier, path: Path, input_size: int) -> Path:
 def parity_images(source_path: Path, count: int, size: int, filter_name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A seeded, class-balanced sample of real test images, aligned exactly as the server does."""
     source = CifakeSource(source_path)
-    samples = source.split("test")
-    rng = np.random.default_rng(seed)
-    chosen = [samples[i] for i in np.sort(rng.choice(len(samples), min(count, len(samples)), replace=False))]
-    loaded = load_split(source, chosen, size, filter_name)
+    loaded = load_split(source, choose_samples(source.split("test"), count, seed), size, filter_name)
     return loaded.images, loaded.labels
 
 
@@ -77,7 +74,7 @@ def check_parity(model_dir: Path, artifacts: list[Path], images: np.ndarray, tol
         agreement = float((probabilities.argmax(1) == eager.argmax(1)).mean())
         results[backend.name] = {"max_abs_delta_probability": delta, "label_agreement": agreement,
                                  "images": int(len(images)), "tolerance": tolerance}
-        print(f"[parity] {backend.name}: max |dp| = {delta:.2e} over {len(images)} real test images, "
+        print(f"[parity] {artifact.name}: max |dp| = {delta:.2e} over {len(images)} real test images, "
               f"label agreement {agreement:.2%} (tolerance {tolerance:.0e})", file=sys.stderr, flush=True)
     failures = {name: r for name, r in results.items() if not r["max_abs_delta_probability"] <= tolerance}
     if failures:
@@ -88,9 +85,7 @@ def check_parity(model_dir: Path, artifacts: list[Path], images: np.ndarray, tol
 def calibration_images(data: Path, count: int, size: int, filter_name: str, seed: int = 0) -> np.ndarray:
     """A seeded sample of TRAINING images for the int8 calibration (test images stay unseen)."""
     source = CifakeSource(data)
-    samples = source.split("train")
-    chosen = [samples[i] for i in np.sort(np.random.default_rng(seed).choice(len(samples), count, replace=False))]
-    return load_split(source, chosen, size, filter_name).images
+    return load_split(source, choose_samples(source.split("train"), count, seed), size, filter_name).images
 
 
 def export_int8(onnx_fp32: Path, path: Path, calibration: np.ndarray, batch_size: int = 32) -> Path:

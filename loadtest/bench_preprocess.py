@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from detector.data import CifakeSource
+from detector.data import CifakeSource, choose_samples
 from detector.model import load_model, predict_logits
 from detector.preprocessing import align_image, decode_image
 
@@ -67,8 +67,7 @@ def draft_accuracy(model_dir: Path, data: Path, count: int, side: int, seed: int
     """Accuracy on ``count`` test images upscaled to ``side`` px JPEGs, aligned with and without draft."""
     model, metadata = load_model(model_dir)
     source = CifakeSource(data, metadata.class_names)
-    samples = source.split("test")
-    chosen = [samples[i] for i in np.sort(np.random.default_rng(seed).choice(len(samples), count, replace=False))]
+    chosen = choose_samples(source.split("test"), count, seed)
     labels = np.array([s.label for s in chosen])
     files = []
     for sample in chosen:

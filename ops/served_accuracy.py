@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from detector.data import CifakeSource
+from detector.data import CifakeSource, choose_samples
 from detector.metadata import ModelMetadata
 from ops.client import DetectorClient
-from training.evaluate import choose_samples, evaluate
+from training.evaluate import evaluate
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from detector.data import CifakeSource, load_split
+from detector.data import CifakeSource, choose_samples, load_split
 from detector.model import load_model, predict_logits
 from export.export import INT8_NAME
 from handlers.stages import load_backend
@@ -22,8 +22,7 @@ SAMPLE_SIZE, SEED, TARGET = 2000, 2024, 0.95
 def sample(cifake_dir: Path):
     model, metadata = load_model(MODEL_DIR)
     source = CifakeSource(cifake_dir / "test.zip", metadata.class_names)
-    samples = source.split("test")
-    chosen = [samples[i] for i in np.sort(np.random.default_rng(SEED).choice(len(samples), SAMPLE_SIZE, replace=False))]
+    chosen = choose_samples(source.split("test"), SAMPLE_SIZE, SEED)
     loaded = load_split(source, chosen, metadata.input_size, metadata.downsample_filter)
     return loaded, predict_logits(model, torch.from_numpy(loaded.images), batch_size=100).argmax(1).numpy()
 

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from detector.data import CifakeSource, LoadedSplit, Sample, content_sha256, load_split  # noqa: E402
+from detector.data import CifakeSource, LoadedSplit, choose_samples, content_sha256, load_split  # noqa: E402
 from detector.metadata import ModelMetadata  # noqa: E402
 from detector.model import calibrated_probabilities, load_model, predict_logits  # noqa: E402
 from training.metrics import classification_report, roc_curve  # noqa: E402
@@ -35,14 +35,6 @@ def train_duplicate_mask(source: CifakeSource, split: LoadedSplit) -> np.ndarray
         return None
     train_hashes = {content_sha256(source.read_bytes(s)) for s in train}
     return np.array([h in train_hashes for h in split.file_hashes])
-
-
-def choose_samples(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
-    """All samples, or a seeded sorted subset of ``limit``: the same images wherever a sample is evaluated."""
-    if not limit:
-        return samples
-    rng = np.random.default_rng(seed)
-    return [samples[i] for i in np.sort(rng.choice(len(samples), min(limit, len(samples)), replace=False))]
 
 
 def evaluate(model_dir: Path, data: Path, split_name: str, limit: int | None = None, seed: int = 0,

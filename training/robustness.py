@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageFilter  # noqa: E402
 
-from detector.data import CifakeSource  # noqa: E402
+from detector.data import CifakeSource, choose_samples  # noqa: E402
 from detector.metadata import ModelMetadata  # noqa: E402
 from detector.model import AlignedClassifier, calibrated_probabilities, load_model, predict_logits  # noqa: E402
 from detector.preprocessing import decode_image, load_aligned  # noqa: E402
@@ -82,8 +82,7 @@ def _classify(model: AlignedClassifier, metadata: ModelMetadata, files: list[byt
 def cifake_conditions(model: AlignedClassifier, metadata: ModelMetadata, data: Path, count: int,
                       seed: int) -> list[dict[str, Any]]:
     source = CifakeSource(data, metadata.class_names)
-    samples = source.split("test")
-    chosen = [samples[i] for i in np.sort(np.random.default_rng(seed).choice(len(samples), count, replace=False))]
+    chosen = choose_samples(source.split("test"), count, seed)
     originals = [source.read_bytes(s) for s in chosen]
     labels = np.array([s.label for s in chosen])
     decoded = [decode_image(b) for b in originals]
