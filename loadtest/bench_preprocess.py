@@ -92,10 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     metadata = load_model(args.model)[1]
+    size, filter_name = metadata.input_size, metadata.downsample_filter
     timings = {}
     for name, (width, height, quality) in LARGE_INPUTS.items():
         data = photo_jpeg(width, height, quality=quality)
-        size, filter_name = metadata.input_size, metadata.downsample_filter
         timings[name] = {"bytes": len(data),
                          **{label: round(median_ms(lambda: aligned(data, size, filter_name, draft), args.repeats), 2)
                             for label, draft in (("with draft ms", True), ("without draft ms", False))},

@@ -66,10 +66,9 @@ def measure_setups(model: str, configs: list[Setup], users: int, seconds: int, o
             for setup in (c for c in configs if c.threads == thread_count):
                 client.register(archive_name(model), batch_size=setup.batch_size, max_batch_delay=setup.max_batch_delay,
                                 initial_workers=setup.workers)
-                single = run_locust(client.inference_url, run_dir / "key_file.json", model, 1, seconds,
-                                    out / f"locust_{len(rows)}_1u", image_dir, run_dir)
-                loaded = run_locust(client.inference_url, run_dir / "key_file.json", model, users, seconds,
-                                    out / f"locust_{len(rows)}_{users}u", image_dir, run_dir)
+                single = run_locust(client, run_dir, model, 1, seconds, out / f"locust_{len(rows)}_1u", image_dir)
+                loaded = run_locust(client, run_dir, model, users, seconds, out / f"locust_{len(rows)}_{users}u",
+                                    image_dir)
                 client.unregister(model=model)
                 rows.append({**asdict(setup), "name": setup.name, "p50_ms_1_user": single["p50_ms"],
                              "rps": loaded["rps"], "p50_ms": loaded["p50_ms"], "p99_ms": loaded["p99_ms"],

@@ -35,7 +35,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from loadtest.bench_model import ARTIFACTS as BARE_ARTIFACTS, measure  # noqa: E402
 from loadtest.images import load_images, write_images  # noqa: E402
 from export.archive import build_archive, write_sums  # noqa: E402
-from ops.server import configured_models, render_config, start, stop, without_models  # noqa: E402
+from ops.client import DetectorClient  # noqa: E402
+from ops.server import configured_models, frontend_pid, render_config, start, stop, without_models  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "build" / "artifacts"
@@ -48,20 +49,20 @@ LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
 def server_cpu_seconds(run_dir: Path) -> dict[str, float]:
     """CPU time used so far by TorchServe's Java frontend and, together, by its Python workers: with the
     client's own, it shows where the 2 cores went while the server ran below the bare model."""
-    frontend = psutil.Process(int((run_dir / "tmp" / ".model_server.pid").read_text().split()[0]))
+    frontend = psutil.Process(frontend_pid(run_dir))
     workers = frontend.children(recursive=True)
     return {"frontend": sum(frontend.cpu_times()[:2]),
             "workers": sum(sum(w.cpu_times()[:2]) for w in workers if w.is_running())}
 
 
-def run_locust(inference_url: str, key_file: Path, model: str, users: int, seconds: int, prefix: Path,
-               image_dir: Path, run_dir: Path) -> dict:
+def run_locust(client: DetectorClient, run_dir: Path, model: str, users: int, seconds: int, prefix: Path,
+               image_dir: Path) -> dict:
     """One headless Locust run; returns its aggregated figures and the CPU (cores) that Locust itself,
     the server's frontend and its workers used meanwhile."""
-    env = {**os.environ, "AI_DETECTOR_KEY_FILE": str(key_file), "AI_DETECTOR_MODEL": model,
+    env = {**os.environ, "AI_DETECTOR_KEY_FILE": str(client.key_file), "AI_DETECTOR_MODEL": model,
            "LOADTEST_IMAGE_DIR": str(image_dir)}
     command = [str(Path(sys.executable).with_name("locust")), "-f", str(LOCUSTFILE), "--headless", "-u", str(users),
-               "-r", str(users), "-t", f"{seconds}s", "--stop-timeout", "30", "--host", inference_url,
+               "-r", str(users), "-t", f"{seconds}s", "--stop-timeout", "30", "--host", client.inference_url,
                "--csv", str(prefix), "--only-summary"]
     before, server_before = os.times(), server_cpu_seconds(run_dir)
     subprocess.run(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
@@ -164,9 +165,8 @@ def main(argv: list[str] | None = None) -> None:
         sweep = {model: [] for model in models}
         for model in models:
             for users in (int(u) for u in args.users.split(",")):
-                sweep[model].append(run_locust(client.inference_url, run_dir / "key_file.json", model, users,
-                                               args.seconds, args.out / f"locust_{model}_{users}u", image_dir,
-                                               run_dir))
+                sweep[model].append(run_locust(client, run_dir, model, users, args.seconds,
+                                               args.out / f"locust_{model}_{users}u", image_dir))
                 print(f"[sweep] {model}: {sweep[model][-1]}", flush=True)
     finally:
         stop(run_dir)

@@ -89,10 +89,19 @@ def loaded_model_names(config: Path) -> list[str]:
     return [e.split("=", 1)[0].removesuffix(".mar") for e in entries if e]
 
 
+def _private_tmp(run_dir: Path) -> Path:
+    return run_dir / "tmp"
+
+
+def frontend_pid(run_dir: Path) -> int:
+    """The Java frontend of the TorchServe started in ``run_dir``, from the pid file in its private temp folder."""
+    return int((_private_tmp(run_dir) / ".model_server.pid").read_text().split()[0])
+
+
 def _environment(run_dir: Path) -> dict[str, str]:
     """A private temp folder keeps TorchServe's pid file and worker sockets per run folder, so servers never collide."""
     env = dict(os.environ)
-    tmp = run_dir / "tmp"
+    tmp = _private_tmp(run_dir)
     tmp.mkdir(parents=True, exist_ok=True)
     env.update(TMPDIR=str(tmp), JAVA_TOOL_OPTIONS=f"-Djava.io.tmpdir={tmp}",
                LOG_LOCATION=str(run_dir / "logs"), METRICS_LOCATION=str(run_dir / "logs"))
