@@ -30,7 +30,9 @@ class TrainConfig:
     init_from: str | None = None          # model folder (model.safetensors) to fine-tune from
     final_align_size: int = 224           # size the shipped model runs at (metadata.align_size)
     phases: list[Phase] = field(default_factory=lambda: [Phase(112, 3), Phase(224, 1, 30000)])
-    seed: int = 0
+    seed: int = 0                         # validation split, subsets and (unless order_seed is set) batch order
+    order_seed: int | None = None         # batch order and augmentation draws only: a later stage that keeps
+                                          # the validation split but sees other images than the stage before
     val_fraction: float = 0.05
     max_train_images: int | None = None   # subset of train (smoke tests)
     max_val_images: int | None = None

@@ -124,10 +124,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         log(f"[resume] from {checkpoint_path}: {state['epoch']} of {len(plan)} epochs done")
 
     augment_settings = AugmentSettings.from_config(config)
-    generator = torch.Generator().manual_seed(config.seed)
+    order_seed = config.seed if config.order_seed is None else config.order_seed
+    generator = torch.Generator()
     for epoch in range(state["epoch"], len(plan)):
         epoch_plan = plan[epoch]
-        generator.manual_seed(config.seed * 1000 + epoch)  # resumed runs see the same batches
         if epoch_plan.phase < state["skip_phases_before"]:
             for _ in range(steps[epoch]):
                 scheduler.step()
@@ -137,7 +137,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             state.update(phase=epoch_plan.phase, best_val_accuracy=-1.0, stale_epochs=0)
         model.align_size = epoch_plan.align_size
         model.train()
-        order = torch.randperm(len(train_images), generator=generator)[: epoch_plan.images].to(device)
+        order = epoch_order(generator, len(train_images), epoch_plan.images, order_seed, epoch).to(device)
         epoch_start, seen, running_loss = time.monotonic(), 0, 0.0
         for step in range(steps[epoch]):
             index = order[step * config.batch_size:(step + 1) * config.batch_size]
@@ -182,6 +182,14 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                     "scaler": scaler.state_dict(), "state": json.dumps(state)}, checkpoint_path)
 
     return finalise(output, metadata, val_images, val_data.labels, config, data_hash, time.monotonic() - started, device)
+
+
+def epoch_order(generator: torch.Generator, train_count: int, images: int, order_seed: int, epoch: int) -> torch.Tensor:
+    """Reseed ``generator`` for the epoch and draw the training indices it visits; the generator goes on to
+    draw the epoch's augmentation.  Everything depends on (order_seed, epoch) alone, so a resumed run sees
+    the same batches and a stage with another order_seed reaches images a capped stage left out."""
+    generator.manual_seed(order_seed * 1000 + epoch)
+    return torch.randperm(train_count, generator=generator)[:images]
 
 
 def finalise(output: Path, metadata: ModelMetadata, val_images: torch.Tensor, val_labels: np.ndarray,

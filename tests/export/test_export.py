@@ -44,7 +44,9 @@ def test_parity_check_fails_loudly_on_a_different_model(cifake_dir: Path, tmp_pa
     artifact = export_torchscript(impostor, tmp_path / "impostor.pt")
     images, _ = parity_images(cifake_dir, 16, 32, "bicubic")
     with pytest.raises(ParityError, match="disagree"):
-        check_parity(MODEL_DIR, [artifact], images, tolerance=1e-3)
+        check_parity(MODEL_DIR, {"torchscript": artifact}, images, tolerance=1e-3)
+    with pytest.raises(ParityError, match="min_label_agreement"):  # an untrained model's labels are not int8 noise
+        check_parity(MODEL_DIR, {"onnx_int8": artifact}, images, tolerance=1e-3, quantised=frozenset({"onnx_int8"}))
 
 
 def test_archives_hold_handler_packages_and_metadata(exported: Path, tmp_path: Path) -> None:
