@@ -74,12 +74,13 @@ def check_parity(model_dir: Path, artifacts: dict[str, Path], images: np.ndarray
         probabilities = calibrated_probabilities(torch.from_numpy(logits), metadata.temperature).numpy()
         delta = float(np.abs(probabilities - eager).max())
         agreement = float((probabilities.argmax(1) == eager.argmax(1)).mean())
-        limit = ({"min_label_agreement": INT8_MIN_LABEL_AGREEMENT} if name in quantised else {"tolerance": tolerance})
+        approximate = name in quantised
+        limit = {"min_label_agreement": INT8_MIN_LABEL_AGREEMENT} if approximate else {"tolerance": tolerance}
         results[name] = {"max_abs_delta_probability": delta, "label_agreement": agreement, "images": int(len(images)), **limit}
         print(f"[parity] {artifact.name}: max |dp| = {delta:.2e} over {len(images)} real test images, "
               f"label agreement {agreement:.2%} ({', '.join(f'{k} {v:g}' for k, v in limit.items())})",
               file=sys.stderr, flush=True)
-        if not (agreement >= INT8_MIN_LABEL_AGREEMENT if name in quantised else delta <= tolerance):
+        if not (agreement >= INT8_MIN_LABEL_AGREEMENT if approximate else delta <= tolerance):
             failures[name] = results[name]
     if failures:
         raise ParityError(f"artifacts disagree with the eager model: {json.dumps(failures)}")
