@@ -30,7 +30,7 @@ variants: build
 bench: variants
 	$(PY) -m loadtest.bench_preprocess --images 1000
 	$(PY) -m loadtest.bench_model --seconds 8
-	$(PY) -m loadtest.sweep --models ai_detector,ai_detector_onnx,ai_detector_int8,stock_baseline --users 1,2,4,8,16,32 --seconds 15
+	$(PY) -m loadtest.sweep --models ai_detector,ai_detector_onnx,ai_detector_int8,stock_baseline --users 1,2,4,8,16,32,64 --seconds 15
 	$(PY) -m loadtest.scaling --model ai_detector_int8 --seconds 12
 
 # The storage layout KServe's TorchServe predictor reads (docs/scaling.md).

@@ -11,6 +11,7 @@ Its parameters (feature scaling, weights, measured accuracy) live in ``spectral.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +25,17 @@ RADIAL_BINS = 16
 COLOUR_AXES = np.array([[0.299, 0.587, 0.114], [-0.1687, -0.3313, 0.5], [0.5, -0.4187, -0.0813]], dtype=np.float32)
 
 
+@functools.cache
 def _ring_averages(size: int) -> np.ndarray:
-    """(size*size, RADIAL_BINS) matrix that averages a flattened spectrum over each frequency ring."""
+    """(size*size, RADIAL_BINS) matrix that averages a flattened spectrum over each frequency ring
+    (cached, read-only: the server scores every batch with it)."""
     frequencies = np.fft.fftfreq(size)
     radius = np.hypot(*np.meshgrid(frequencies, frequencies, indexing="ij")).ravel()   # 0 .. 0.707 cycles/pixel
     rings = np.minimum((radius / radius.max() * RADIAL_BINS).astype(int), RADIAL_BINS - 1)
     one_hot = np.eye(RADIAL_BINS, dtype=np.float32)[rings]
-    return one_hot / one_hot.sum(axis=0)
+    averages = one_hot / one_hot.sum(axis=0)
+    averages.flags.writeable = False
+    return averages
 
 
 def radial_spectrum(images: np.ndarray, chunk: int = 4096) -> np.ndarray:

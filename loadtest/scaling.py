@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from handlers.stages import THREADS_ENV  # noqa: E402
 from loadtest.images import load_images, write_images  # noqa: E402
-from loadtest.sweep import SERVED, archive_name, benchmark_store, run_locust  # noqa: E402
+from loadtest.sweep import SERVED, archive_name, benchmark_store, run_locust, shipped_batching  # noqa: E402
 from ops.server import render_config, start, stop, with_model_api_and_no_models  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,11 +43,12 @@ class Setup:
         return f"{self.workers}w x {self.threads}t, batch {self.batch_size} / {self.max_batch_delay} ms"
 
 
-def setups(cores: int) -> list[Setup]:
-    """Workers x threads at the shipped batching, then batching at one worker on all cores."""
-    threads = [Setup(1, cores, 8, 5), Setup(cores, 1, 8, 5), Setup(1, 1, 8, 5), Setup(cores, cores, 8, 5),
-               Setup(2 * cores, 1, 8, 5)]
-    batching = [Setup(1, cores, b, d) for b, d in ((1, 0), (4, 1), (8, 1), (16, 5), (32, 10))]
+def setups(cores: int, batch_size: int, max_batch_delay: int) -> list[Setup]:
+    """Workers x threads at the model's shipped batching, then batching at one worker on all cores:
+    no delay, the delay at growing batch sizes, and longer delays."""
+    threads = [Setup(workers, per_worker, batch_size, max_batch_delay)
+               for workers, per_worker in ((1, cores), (cores, 1), (1, 1), (cores, cores), (2 * cores, 1))]
+    batching = [Setup(1, cores, b, d) for b, d in ((1, 0), (8, 0), (8, 1), (16, 1), (32, 1), (8, 5), (32, 10))]
     return list(dict.fromkeys(threads + batching))
 
 
@@ -105,14 +106,14 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="ai_detector", help=f"one of {', '.join(m for m in SERVED if m != 'stock_baseline')}")
-    parser.add_argument("--users", type=int, default=16)
+    parser.add_argument("--users", type=int, default=64, help="saturating load: enough to fill batches of 32")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--only", type=int, default=None, help="measure only the first N setups (smoke tests)")
     parser.add_argument("--ports", default="18180,18181,18182,17170,17171")
     parser.add_argument("--out", type=Path, default=REPO / "loadtest" / "results" / "scaling")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    configs = setups(os.cpu_count() or 1)[: args.only]
+    configs = setups(os.cpu_count() or 1, *shipped_batching(args.model))[: args.only]
     rows = measure_setups(args.model, configs, args.users, args.seconds, args.out, tuple(int(p) for p in args.ports.split(",")))
     (args.out / "scaling.json").write_text(json.dumps({"model": args.model, "users": args.users, "rows": rows}, indent=2) + "\n")
     (args.out / "scaling.md").write_text(summary(args.model, rows, args.users))

@@ -1,7 +1,7 @@
 """Locust sweep against a fresh TorchServe on 127.0.0.1: this project's models beside the stock-style
 baseline, with the bare-model ceilings measured in the same run.
 
-    python -m loadtest.sweep --users 1,2,4,8,16,32 --seconds 20 --out loadtest/results/sweep
+    python -m loadtest.sweep --users 1,2,4,8,16,32,64 --seconds 20 --out loadtest/results/sweep
 
 One server holds every model named by --models: ``ai_detector`` (TorchScript), ``ai_detector_onnx``
 and ``ai_detector_int8`` (ONNX Runtime, int8) with this project's handler and batching from
@@ -119,6 +119,18 @@ def configure_models(config_text: str, models: list[str]) -> str:
     return text + "models=" + json.dumps(entries) + "\n"
 
 
+def shipped_batching(model: str) -> tuple[int, int]:
+    """The model's batch size and delay in config.properties (its first version)."""
+    settings = next(iter(configured_models((REPO / "config.properties").read_text())[model].values()))
+    return settings["batchSize"], settings["maxBatchDelay"]
+
+
+def bare_batch_sizes(models: list[str]) -> list[int]:
+    """Batch 1, 8, 16 and every batch size the served models are configured with: the ceiling is the
+    bare model's best over the batches the server can form (the stock baseline's is 1)."""
+    return sorted({1, 8, 16} | {shipped_batching(m)[0] for m in models if m != STOCK})
+
+
 def archive_name(model: str) -> str:
     return f"{model}.mar"
 
@@ -140,7 +152,7 @@ def benchmark_store(run_dir: Path, models: list[str]) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", default="1,2,4,8,16,32")
+    parser.add_argument("--users", default="1,2,4,8,16,32,64")
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--models", default="ai_detector,ai_detector_onnx,stock_baseline",
                         help=f"comma-separated, from {', '.join(SERVED)}")
@@ -151,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     models = args.models.split(",")
     args.out.mkdir(parents=True, exist_ok=True)
     images = load_images(256)
-    bare = {name: measure(ARTIFACTS, name, [1, 8, 16], images, seconds_per_size=args.bare_seconds)
+    bare = {name: measure(ARTIFACTS, name, bare_batch_sizes(models), images, seconds_per_size=args.bare_seconds)
             for name in dict.fromkeys(SERVED[m] for m in models)}
     run_dir = Path(tempfile.mkdtemp(prefix="sweep_", dir=args.out))
     image_dir = write_images(images, run_dir / "images")  # the same images for Locust as for the bare model

@@ -15,9 +15,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_setups_never_leave_cores_idle_by_accident_and_cover_batching() -> None:
-    grid = setups(2)
+    grid = setups(2, 32, 1)
     assert grid[0].workers * grid[0].threads == 2 and grid[1].workers * grid[1].threads == 2   # the two sane splits
     assert {s.batch_size for s in grid} >= {1, 8, 32} and len(grid) == len(set(grid))
+    assert all((s.batch_size, s.max_batch_delay) == (32, 1) for s in grid[:5])   # workers x threads at the shipped batching
 
 
 def test_scaling_measures_each_setup_with_its_own_workers(tmp_path: Path, artifacts_dir: Path, cifake_dir: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.sweep import configure_models, main
+from loadtest.sweep import bare_batch_sizes, configure_models, main, shipped_batching
 from ops.server import configured_models
 from tests.conftest import REPO
 from tests.integration.conftest import free_ports
@@ -20,9 +20,24 @@ def test_configured_models_keep_their_batching_and_the_baseline_gets_batch_one()
     text = configure_models((REPO / "config.properties").read_text(), ["ai_detector", "ai_detector_int8", "stock_baseline"])
     models = configured_models(text)
     assert list(models) == ["ai_detector", "ai_detector_int8", "stock_baseline"]
-    assert next(iter(models["ai_detector_int8"].values()))["batchSize"] == next(iter(models["ai_detector"].values()))["batchSize"]
+    shipped = configured_models((REPO / "config.properties").read_text())
+    assert models["ai_detector_int8"] == shipped["ai_detector_int8"] and models["ai_detector"] == shipped["ai_detector"]
     assert models["stock_baseline"]["1.0"]["batchSize"] == 1
     assert "load_models=ai_detector.mar,ai_detector_int8.mar,stock_baseline.mar" in text
+
+
+def test_shipped_batching_is_read_per_model_from_config_properties() -> None:
+    shipped = configured_models((REPO / "config.properties").read_text())
+    for model in ("ai_detector", "ai_detector_int8"):
+        settings = next(iter(shipped[model].values()))
+        assert shipped_batching(model) == (settings["batchSize"], settings["maxBatchDelay"])
+    assert shipped_batching("ai_detector") != shipped_batching("ai_detector_int8")   # not one shared setting
+
+
+def test_bare_ceiling_covers_every_batch_size_the_served_models_form() -> None:
+    int8_batch = shipped_batching("ai_detector_int8")[0]
+    assert int8_batch in bare_batch_sizes(["ai_detector", "ai_detector_int8", "stock_baseline"])
+    assert bare_batch_sizes(["stock_baseline"]) == [1, 8, 16]   # the baseline has no entry: batch 1
 
 
 def test_sweep_writes_summary_table_and_plot(tmp_path: Path, artifacts_dir: Path, cifake_dir: Path) -> None:
