@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO
 from training.config import Phase, TrainConfig, resolve
 
 
@@ -36,3 +37,9 @@ def test_json_config_files_work_too(tmp_path: Path) -> None:
     config_file = tmp_path / "c.json"
     config_file.write_text(json.dumps({"seed": 7}))
     assert resolve(["--config", str(config_file)])[0].seed == 7
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "training" / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_training_config_resolves_without_unknown_keys(path: Path) -> None:
+    config, _ = resolve(["--config", str(path)])
+    assert config.phases and all(phase.epochs > 0 and phase.align_size > 0 for phase in config.phases)
