@@ -30,30 +30,37 @@ ARTIFACTS = {"torchscript": TORCHSCRIPT_NAME, "onnx": ONNX_NAME,
 
 
 def measure(artifacts: Path, backend_name: str, batch_sizes: list[int], images: list[bytes],
-            seconds_per_size: float) -> list[dict[str, float]]:
-    """img/s and per-batch latency (median, p95) for each batch size, through the handler's stages."""
+            seconds_per_size: float, gpu_id: int | None = None) -> list[dict[str, float]]:
+    """img/s and per-batch latency (median, p95) for each batch size, through the handler's stages, and
+    the backend's share of it (the model alone, host->device copy included when ``gpu_id`` names a GPU)."""
     settings = HandlerSettings.from_yaml(yaml.safe_load((REPO / "handlers" / "model-config.yaml").read_text())["handler"])
     torch.set_num_threads(settings.threads)
     metadata = ModelMetadata.load(artifacts)
-    backend = load_backend(artifacts / ARTIFACTS[backend_name], select_device(None), settings.threads)
+    backend = load_backend(artifacts / ARTIFACTS[backend_name], select_device(gpu_id), settings.threads)
     rows = []
 
-    def handle(requests: list[dict[str, bytes]]) -> None:
+    def handle(requests: list[dict[str, bytes]]) -> float:
+        """Run the stages on one batch; returns the backend's milliseconds."""
         prepared = preprocess(requests, metadata, settings.limits)
-        postprocess(backend(prepared.images), prepared, metadata, backend.name, metadata.version)
+        begin = time.perf_counter()
+        probabilities = backend(prepared.images)
+        backend_ms = (time.perf_counter() - begin) * 1000
+        postprocess(probabilities, prepared, metadata, backend.name, metadata.version)
+        return backend_ms
 
     for size in batch_sizes:
         requests = [{"body": images[i % len(images)]} for i in range(size)]
         handle(requests)  # warm-up
-        latencies, started = [], time.perf_counter()
+        latencies, backend_latencies, started = [], [], time.perf_counter()
         while time.perf_counter() - started < seconds_per_size or len(latencies) < 5:
             begin = time.perf_counter()
-            handle(requests)
+            backend_latencies.append(handle(requests))
             latencies.append((time.perf_counter() - begin) * 1000)
         latencies.sort()
         rows.append({"batch_size": size, "images_per_second": round(1000 * size * len(latencies) / sum(latencies), 1),
                      "batch_ms_p50": round(statistics.median(latencies), 2),
-                     "batch_ms_p95": round(latencies[int(0.95 * (len(latencies) - 1))], 2), "batches": len(latencies)})
+                     "batch_ms_p95": round(latencies[int(0.95 * (len(latencies) - 1))], 2), "batches": len(latencies),
+                     "backend_ms_p50": round(statistics.median(backend_latencies), 2)})
         print(f"[bench] {backend_name} batch {size}: {rows[-1]}", flush=True)
     return rows
 
@@ -64,16 +71,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32")
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per batch size")
     parser.add_argument("--out", type=Path, default=REPO / "loadtest" / "results" / "bare_model")
+    parser.add_argument("--backends", default=",".join(ARTIFACTS), help="those whose artifact exists are measured")
+    parser.add_argument("--gpu", type=int, default=None, help="GPU id, as TorchServe assigns one to a worker")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     images = load_images(256)
-    report = {name: measure(args.artifacts, name, sizes, images, args.seconds)
-              for name, file in ARTIFACTS.items() if (args.artifacts / file).exists()}
+    report = {name: measure(args.artifacts, name, sizes, images, args.seconds, args.gpu)
+              for name in args.backends.split(",") if (args.artifacts / ARTIFACTS[name]).exists()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bare_model.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["| backend | batch size | images/s | batch latency p50 (ms) | p95 (ms) |", "|---|---|---|---|---|"]
-    lines += [f"| {name} | {r['batch_size']} | {r['images_per_second']:.1f} | {r['batch_ms_p50']:.1f} | {r['batch_ms_p95']:.1f} |"
-              for name, rows in report.items() for r in rows]
+    device = select_device(args.gpu)
+    lines = [f"Device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}", "",
+             "| backend | batch size | images/s | batch latency p50 (ms) | p95 (ms) | backend alone p50 (ms) |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {r['batch_size']} | {r['images_per_second']:.1f} | {r['batch_ms_p50']:.1f} | {r['batch_ms_p95']:.1f} "
+              f"| {r['backend_ms_p50']:.1f} |" for name, rows in report.items() for r in rows]
     (args.out / "bare_model.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

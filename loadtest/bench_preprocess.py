@@ -63,6 +63,22 @@ def median_ms(work: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def nvjpeg_ms(data: bytes, size: int, repeats: int) -> float | None:
+    """Median ms for nvJPEG (GPU Huffman decoding, torchvision) + an area resize to size×size on the GPU,
+    result back on the host; None without a GPU. What a GPU worker could do with the large-photo case."""
+    if not torch.cuda.is_available():
+        return None
+    from torchvision.io import decode_jpeg
+
+    encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+    def work() -> torch.Tensor:
+        image = decode_jpeg(encoded, device="cuda")
+        return torch.nn.functional.interpolate(image[None].float(), size=(size, size), mode="area").cpu()
+
+    return round(median_ms(work, repeats), 2)
+
+
 def draft_accuracy(model_dir: Path, data: Path, count: int, side: int, seed: int) -> dict[str, float]:
     """Accuracy on ``count`` test images upscaled to ``side`` px JPEGs, aligned with and without draft."""
     model, metadata = load_model(model_dir)
@@ -100,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
                          **{label: round(median_ms(lambda: aligned(data, size, filter_name, draft), args.repeats), 2)
                             for label, draft in (("with draft ms", True), ("without draft ms", False))},
                          "decode only with draft ms": round(median_ms(lambda: decode_image(data, draft_size=size),
-                                                                      args.repeats), 2)}
+                                                                      args.repeats), 2),
+                         "nvJPEG + GPU resize ms": nvjpeg_ms(data, size, args.repeats)}
         print(f"[bench] {name}: {timings[name]}", flush=True)
     accuracy = draft_accuracy(args.model, args.data, args.images, 1024, seed=2024)
     print(f"[bench] accuracy on {args.images} test images upscaled to 1024 px: {accuracy}", flush=True)
@@ -112,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
              "without draft |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {t['bytes'] / 1e6:.1f} MB | {t['with draft ms']:.1f} ms | {t['decode only with draft ms']:.1f} ms "
               f"| {t['without draft ms']:.1f} ms |" for name, t in timings.items()]
+    if torch.cuda.is_available():
+        lines += ["", f"On {torch.cuda.get_device_name()}, nvJPEG decode + area resize to {size}×{size}: "
+                  + ", ".join(f"{name} {t['nvJPEG + GPU resize ms']:.1f} ms" for name, t in timings.items()) + "."]
     lines += ["", f"Accuracy on {args.images} test images upscaled to 1024 px JPEG: "
               f"{accuracy['with draft']:.2%} with draft, {accuracy['without draft']:.2%} without "
               f"({100 * (accuracy['with draft'] - accuracy['without draft']):+.2f} pt)."]

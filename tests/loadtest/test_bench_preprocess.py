@@ -27,3 +27,14 @@ def test_draft_and_full_decodes_give_nearly_the_same_input() -> None:
 def test_lower_quality_makes_a_smaller_file_of_the_same_picture() -> None:
     sizes = [len(photo_jpeg(800, 600, quality=q)) for q in (70, 80, 90)]
     assert sizes == sorted(sizes) and sizes[0] < 0.8 * sizes[-1]
+
+
+def test_gpu_decode_timing_is_absent_without_a_gpu() -> None:
+    import pytest
+    import torch
+
+    from loadtest.bench_preprocess import nvjpeg_ms
+
+    if torch.cuda.is_available():
+        pytest.skip("measured on the GPU instead (BENCHMARKS.md, GPU section)")
+    assert nvjpeg_ms(photo_jpeg(320, 240), 32, repeats=1) is None
