@@ -1,5 +1,6 @@
-"""The shipped weights must score >= 95 % on a fixed sample of 2,000 official test images, and the
-int8 variant that make build ships may lose at most 0.2 pt of that (the performance issue's rule)."""
+"""The shipped weights must reach the reference-model target, 98 %, on a fixed sample of 2,000 official
+test images, and the int8 variant that make build ships may lose at most 0.2 pt of that (the performance
+issue's rule)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from export.export import INT8_NAME
 from handlers.stages import load_backend
 from tests.conftest import MODEL_DIR
 
-SAMPLE_SIZE, SEED, TARGET = 2000, 2024, 0.95
+SAMPLE_SIZE, SEED, TARGET = 2000, 2024, 0.98
 
 
 @pytest.fixture(scope="module")

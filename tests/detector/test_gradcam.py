@@ -27,11 +27,19 @@ def model_and_images(cifake_images):
 
 def test_maps_cover_the_last_stage_and_are_normalised(model_and_images) -> None:
     model, metadata, images = model_and_images
-    cams = grad_cam(model, images, [1] * len(images))
+    predicted = model(images).argmax(1)
+    cams = grad_cam(model, images, predicted.tolist())   # what the handler explains: the predicted class
     side = metadata.align_size // 32                      # ResNet18 downsamples by 32: 7x7 at 224
     assert cams.shape == (len(images), side, side)
     assert cams.min() >= 0.0 and np.allclose(cams.max(axis=(1, 2)), 1.0)
     assert all(cam.std() > 0.01 for cam in cams), "a constant map explains nothing"
+
+
+def test_a_rejected_class_may_have_no_evidence_but_never_nan(model_and_images) -> None:
+    model, _, images = model_and_images
+    cams = grad_cam(model, images, (1 - model(images).argmax(1)).tolist())
+    assert np.isfinite(cams).all() and cams.min() >= 0.0
+    assert all(np.isclose(peak, 1.0) or peak == 0.0 for peak in cams.max(axis=(1, 2)))
 
 
 def test_maps_depend_on_the_explained_class(model_and_images) -> None:
