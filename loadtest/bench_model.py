@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per batch size")
     parser.add_argument("--out", type=Path, default=REPO / "loadtest" / "results" / "bare_model")
     parser.add_argument("--backends", default=",".join(ARTIFACTS), help="those whose artifact exists are measured")
-    parser.add_argument("--gpu", type=int, default=None, help="GPU id, as TorchServe assigns one to a worker")
+    parser.add_argument("--gpu", type=int, default=None,
+                        help="GPU id, as TorchServe assigns one to a worker (ONNX models run on it only where "
+                             "onnxruntime has the CUDA provider; otherwise on the CPU: measure --backends torchscript)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     images = load_images(256)
