@@ -24,7 +24,7 @@ from detector.data import CifakeSource, choose_samples, load_split
 from detector.metadata import METADATA_FILENAME
 from detector.model import WEIGHTS_FILENAME, AlignedClassifier, calibrated_probabilities, load_model, predict_logits
 from detector.spectral import SPECTRAL_FILENAME
-from handlers.stages import load_backend
+from handlers.stages import backend_logits, load_backend
 
 TORCHSCRIPT_NAME = "ai_detector.pt"
 ONNX_NAME = "ai_detector.onnx"
@@ -60,6 +60,12 @@ def parity_images(source_path: Path, count: int, size: int, filter_name: str, se
     return loaded.images, loaded.labels
 
 
+def probability_agreement(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """How far two runs' probabilities for the same images are apart: largest change, same labels."""
+    return {"max_abs_delta_probability": float(np.abs(reference - candidate).max()),
+            "label_agreement": float((reference.argmax(1) == candidate.argmax(1)).mean())}
+
+
 def check_parity(model_dir: Path, artifacts: dict[str, Path], images: np.ndarray, tolerance: float,
                  quantised: frozenset[str] = frozenset(), batch_size: int = 64) -> dict[str, dict[str, float]]:
     """Compare each artifact's calibrated probabilities with eager fp32 (computed once), keyed by the
@@ -70,13 +76,13 @@ def check_parity(model_dir: Path, artifacts: dict[str, Path], images: np.ndarray
     results, failures = {}, {}
     for name, artifact in artifacts.items():
         backend = load_backend(artifact, torch.device("cpu"), torch.get_num_threads())
-        logits = np.concatenate([backend(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+        logits = backend_logits(backend, images, batch_size)
         probabilities = calibrated_probabilities(torch.from_numpy(logits), metadata.temperature).numpy()
-        delta = float(np.abs(probabilities - eager).max())
-        agreement = float((probabilities.argmax(1) == eager.argmax(1)).mean())
+        agreement_report = probability_agreement(eager, probabilities)
+        delta, agreement = agreement_report["max_abs_delta_probability"], agreement_report["label_agreement"]
         approximate = name in quantised
         limit = {"min_label_agreement": INT8_MIN_LABEL_AGREEMENT} if approximate else {"tolerance": tolerance}
-        results[name] = {"max_abs_delta_probability": delta, "label_agreement": agreement, "images": int(len(images)), **limit}
+        results[name] = {**agreement_report, "images": int(len(images)), **limit}
         print(f"[parity] {artifact.name}: max |dp| = {delta:.2e} over {len(images)} real test images, "
               f"label agreement {agreement:.2%} ({', '.join(f'{k} {v:g}' for k, v in limit.items())})",
               file=sys.stderr, flush=True)

@@ -24,7 +24,7 @@ import torch
 
 from detector.model import load_model
 from export.export import INT8_NAME, ONNX_NAME, TORCHSCRIPT_NAME, calibration_images, export_int8, export_torchscript, parity_images
-from handlers.stages import load_backend
+from handlers.stages import backend_logits, load_backend
 
 BF16_NAME = "ai_detector_bf16.pt"
 VARIANTS_NAME = "variants.json"
@@ -37,8 +37,7 @@ def export_bf16(model_dir: Path, path: Path) -> Path:
 
 def accuracy(artifact: Path, images: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> float:
     backend = load_backend(artifact, torch.device("cpu"), torch.get_num_threads())
-    logits = np.concatenate([backend(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
-    return float((logits.argmax(1) == labels).mean())
+    return float((backend_logits(backend, images, batch_size).argmax(1) == labels).mean())
 
 
 def build_variants(model_dir: Path, artifacts: Path, data: Path, images: int = 2000, calibration_count: int = 512,

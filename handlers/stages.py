@@ -231,6 +231,11 @@ def select_device(gpu_id: int | None) -> torch.device:
     return torch.device("cpu")
 
 
+def backend_logits(backend: Backend, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Logits for many aligned images, ``batch_size`` at a time (offline checks of a served artifact)."""
+    return np.concatenate([backend(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
 def load_backend(artifact: Path, device: torch.device, threads: int) -> Backend:
     """Pick the runtime from the serialized file's suffix (the archive decides)."""
     if artifact.suffix == ".onnx":

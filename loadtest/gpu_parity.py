@@ -19,22 +19,20 @@ import torch
 
 from detector.metadata import ModelMetadata
 from detector.model import calibrated_probabilities
-from export.export import TORCHSCRIPT_NAME, parity_images
-from handlers.stages import Backend, TorchScriptBackend
+from export.export import TORCHSCRIPT_NAME, parity_images, probability_agreement
+from handlers.stages import Backend, TorchScriptBackend, backend_logits
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def probabilities(backend: Backend, images: np.ndarray, temperature: float, batch_size: int = 256) -> np.ndarray:
     """Calibrated probabilities, batch by batch, as the handler computes them."""
-    return np.concatenate([calibrated_probabilities(torch.from_numpy(backend(images[i:i + batch_size])), temperature).numpy()
-                           for i in range(0, len(images), batch_size)])
+    return calibrated_probabilities(torch.from_numpy(backend_logits(backend, images, batch_size)), temperature).numpy()
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Largest probability change, label agreement and both accuracies."""
-    return {"max_abs_probability_delta": float(np.abs(reference - candidate).max()),
-            "label_agreement": float((reference.argmax(1) == candidate.argmax(1)).mean()),
+    return {**probability_agreement(reference, candidate),
             "reference_accuracy": float((reference.argmax(1) == labels).mean()),
             "candidate_accuracy": float((candidate.argmax(1) == labels).mean())}
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from detector.data import CifakeSource, choose_samples, load_split
 from detector.model import load_model, predict_logits
 from export.export import INT8_NAME
-from handlers.stages import load_backend
+from handlers.stages import backend_logits, load_backend
 from tests.conftest import MODEL_DIR
 
 SAMPLE_SIZE, SEED, TARGET = 2000, 2024, 0.98
@@ -40,7 +39,7 @@ def test_shipped_int8_variant_loses_at_most_0_2_points(sample, artifacts_dir: Pa
     loaded, predictions = sample
     fp32 = float((predictions == loaded.labels).mean())
     backend = load_backend(artifacts_dir / INT8_NAME, torch.device("cpu"), torch.get_num_threads())
-    logits = np.concatenate([backend(loaded.images[i:i + 100]) for i in range(0, len(loaded.images), 100)])
+    logits = backend_logits(backend, loaded.images, 100)
     int8 = float((logits.argmax(1) == loaded.labels).mean())
     print(f"int8: {int8:.2%}, fp32: {fp32:.2%} on {SAMPLE_SIZE} official test images (seed {SEED})")
     assert fp32 - int8 <= 0.002

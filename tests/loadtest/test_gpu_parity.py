@@ -18,7 +18,7 @@ def test_compare_reports_the_largest_move_and_the_flipped_labels() -> None:
     reference = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])
     candidate = np.array([[0.4, 0.6], [0.25, 0.75], [0.7, 0.3]])
     report = compare(reference, candidate, labels=np.array([0, 1, 0]))
-    assert report["max_abs_probability_delta"] == pytest.approx(0.5)
+    assert report["max_abs_delta_probability"] == pytest.approx(0.5)
     assert report["label_agreement"] == pytest.approx(2 / 3)
     assert report["reference_accuracy"] == 1.0 and report["candidate_accuracy"] == pytest.approx(2 / 3)
 
@@ -30,7 +30,7 @@ def test_batched_probabilities_of_two_cpu_backends_agree(artifacts_dir: Path, ci
     scripted = probabilities(load_backend(artifacts_dir / TORCHSCRIPT_NAME, cpu, 2), images, metadata.temperature, 4)
     onnx = probabilities(load_backend(artifacts_dir / ONNX_NAME, cpu, 2), images, metadata.temperature, 3)
     assert scripted.shape == (10, 2) and np.allclose(scripted.sum(1), 1, atol=1e-5)
-    assert compare(scripted, onnx, labels)["max_abs_probability_delta"] < 1e-3
+    assert compare(scripted, onnx, labels)["max_abs_delta_probability"] < 1e-3
 
 
 def test_refuses_to_run_without_a_gpu(artifacts_dir: Path) -> None:
