@@ -3,8 +3,9 @@
     python -m export.archive --artifacts build/artifacts --model-store model_store
 
 Each archive holds the artifact, ``metadata.json``, the safetensors weights (for Grad-CAM
-explanations), ``spectral.json`` where one was fitted (the frequency second opinion), the handler, the ``handlers`` and ``detector`` packages it imports, and
-``handlers/model-config.yaml``.
+explanations and the fp32 fallback), ``selfcheck.safetensors`` (the reference answers each worker
+replays at load), ``spectral.json`` where one was fitted (the frequency second opinion), the handler,
+the ``handlers`` and ``detector`` packages it imports, and ``handlers/model-config.yaml``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from detector.metadata import METADATA_FILENAME, ModelMetadata
 from detector.model import WEIGHTS_FILENAME
 from detector.spectral import SPECTRAL_FILENAME
+from handlers.selfcheck import SELFCHECK_FILENAME
 from export.export import INT8_NAME, ONNX_NAME, TORCHSCRIPT_NAME
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,8 +42,9 @@ def stage_extra_files(stage: Path, metadata_path: Path) -> Path:
         shutil.copytree(REPO / package, stage / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.yaml", HANDLER.name))
     shutil.copy2(metadata_path, stage / METADATA_FILENAME)
     shutil.copy2(metadata_path.parent / WEIGHTS_FILENAME, stage / WEIGHTS_FILENAME)
-    if (metadata_path.parent / SPECTRAL_FILENAME).exists():
-        shutil.copy2(metadata_path.parent / SPECTRAL_FILENAME, stage / SPECTRAL_FILENAME)
+    for optional in (SPECTRAL_FILENAME, SELFCHECK_FILENAME):   # present where export wrote them
+        if (metadata_path.parent / optional).exists():
+            shutil.copy2(metadata_path.parent / optional, stage / optional)
     return stage
 
 

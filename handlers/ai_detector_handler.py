@@ -15,11 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from detector.hardware import cpu_line
 from detector.metadata import ModelMetadata
 from detector.model import AlignedClassifier, load_model
 from detector.spectral import SPECTRAL_FILENAME, SpectralScore
+from handlers.selfcheck import SELFCHECK_FILENAME, SelfCheck
 from handlers.stages import (
     REASON_PHRASES,
+    Backend,
+    EagerFallbackBackend,
     HandlerSettings,
     MetricSample,
     PreparedBatch,
@@ -54,7 +58,8 @@ class AIDetectorHandler:
         self.spectral = SpectralScore.load(model_dir) if has_spectral else None
         self.device = select_device(properties.get("gpu_id"))
         artifact = model_dir / context.manifest["model"]["serializedFile"]
-        self.backend = load_backend(artifact, self.device, self.settings.threads)
+        self.backend = self_checked(load_backend(artifact, self.device, self.settings.threads), model_dir,
+                                    self.metadata, self.device)
         # the archive's version is the one operators route to (TorchServe model versions)
         self.model_version = str(context.manifest["model"].get("modelVersion", self.metadata.version))
         self.initialized = True
@@ -97,6 +102,22 @@ class AIDetectorHandler:
                 context.set_response_status(error.status, REASON_PHRASES.get(error.status, "Bad Request"), idx=position)
         emit_metrics(context, batch_metrics(prepared, responses, (decoded - started) * 1000, (inferred - decoded) * 1000))
         return responses
+
+
+def self_checked(backend: Backend, model_dir: Path, metadata: ModelMetadata, device: torch.device) -> Backend:
+    """``backend`` if it reproduces the export's reference answers on this machine, else the eager fp32
+    weights: an int8 artifact must never serve answers worse than fp32 because of the CPU it landed on."""
+    if not (model_dir / SELFCHECK_FILENAME).exists():   # archives built before the self-check existed
+        logger.warning("no %s in the archive: %s serves unchecked", SELFCHECK_FILENAME, backend.name)
+        return backend
+    passed, agreement = SelfCheck.load(model_dir).verify(backend, metadata.temperature)
+    figures = ", ".join(f"{key} {value:.4g}" for key, value in agreement.items())
+    if passed:
+        logger.info("self-check passed: %s against eager fp32 (%s) on %s", backend.name, figures, cpu_line())
+        return backend
+    logger.error("self-check FAILED: %s disagrees with eager fp32 (%s) on %s; serving the archive's fp32 weights "
+                 "instead (backend %s)", backend.name, figures, cpu_line(), EagerFallbackBackend.name)
+    return EagerFallbackBackend(model_dir, device)
 
 
 def one_request_per_item(items: list[Any], context: Any) -> bool:

@@ -29,7 +29,7 @@ import torch
 
 from detector.metadata import ModelMetadata
 from detector.gradcam import explanation, grad_cam
-from detector.model import AlignedClassifier, calibrated_probabilities
+from detector.model import AlignedClassifier, calibrated_probabilities, load_model, predict_logits
 from detector.preprocessing import DecodeLimits, InvalidImageError, load_aligned
 from detector.spectral import SpectralScore
 
@@ -222,6 +222,19 @@ class OnnxBackend:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
+
+
+class EagerFallbackBackend:
+    """The archive's own fp32 weights in eager PyTorch: what a worker serves when its artifact failed the
+    load-time self-check on this CPU (slower, never wrong); the name tells every caller so."""
+
+    name = "eager_fp32_fallback"
+
+    def __init__(self, model_dir: Path, device: torch.device) -> None:
+        self.model = load_model(model_dir, device)[0]
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return predict_logits(self.model, torch.from_numpy(batch), batch_size=max(len(batch), 1)).numpy()
 
 
 def select_device(gpu_id: int | None) -> torch.device:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from detector.hardware import cpu_info, cpu_line
 from detector.metadata import ModelMetadata
 from export.export import INT8_NAME, ONNX_NAME, TORCHSCRIPT_NAME
 from export.variants import BF16_NAME
@@ -81,9 +82,10 @@ def main(argv: list[str] | None = None) -> None:
     report = {name: measure(args.artifacts, name, sizes, images, args.seconds, args.gpu)
               for name in args.backends.split(",") if (args.artifacts / ARTIFACTS[name]).exists()}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bare_model.json").write_text(json.dumps(report, indent=2) + "\n")
+    cpu = cpu_info()
+    (args.out / "bare_model.json").write_text(json.dumps({"cpu": cpu, **report}, indent=2) + "\n")
     device = select_device(args.gpu)
-    lines = [f"Device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}", "",
+    lines = [f"CPU: {cpu_line(cpu)}" + (f"; GPU: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""), "",
              "| backend | batch size | images/s | batch latency p50 (ms) | p95 (ms) | backend alone p50 (ms) |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {name} | {r['batch_size']} | {r['images_per_second']:.1f} | {r['batch_ms_p50']:.1f} | {r['batch_ms_p95']:.1f} "

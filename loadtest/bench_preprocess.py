@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from detector.hardware import cpu_info, cpu_line
 from detector.data import CifakeSource, choose_samples
 from detector.model import load_model, predict_logits
 from detector.preprocessing import align_image, decode_image
@@ -121,11 +122,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[bench] {name}: {timings[name]}", flush=True)
     accuracy = draft_accuracy(args.model, args.data, args.images, 1024, seed=2024)
     print(f"[bench] accuracy on {args.images} test images upscaled to 1024 px: {accuracy}", flush=True)
-    report = {"timings_ms_median": timings, "upscaled_1024_accuracy": accuracy, "images": args.images,
+    report = {"cpu": cpu_info(), "timings_ms_median": timings, "upscaled_1024_accuracy": accuracy, "images": args.images,
               "threads": 1, "repeats": args.repeats}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "preprocess.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["| input | file size | decode + align, with draft (server) | JPEG decode alone, at 1/8 scale | "
+    lines = [f"CPU: {cpu_line(report['cpu'])}, 1 thread", "", "| input | file size | decode + align, with draft (server) | JPEG decode alone, at 1/8 scale | "
              "without draft |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {t['bytes'] / 1e6:.1f} MB | {t['with draft ms']:.1f} ms | {t['decode only with draft ms']:.1f} ms "
               f"| {t['without draft ms']:.1f} ms |" for name, t in timings.items()]

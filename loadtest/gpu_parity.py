@@ -19,7 +19,8 @@ import torch
 
 from detector.metadata import ModelMetadata
 from detector.model import calibrated_probabilities
-from export.export import TORCHSCRIPT_NAME, parity_images, probability_agreement
+from export.export import TORCHSCRIPT_NAME, parity_images
+from handlers.selfcheck import probability_agreement
 from handlers.stages import Backend, TorchScriptBackend, backend_logits
 
 REPO = Path(__file__).resolve().parent.parent

@@ -5,6 +5,9 @@
 Environment: AI_DETECTOR_KEY_FILE (default run/key_file.json), CIFAKE (default ../shared/data/cifake),
 AI_DETECTOR_MODEL (default ai_detector), LOADTEST_IMAGES (default 200 images kept in memory), or
 LOADTEST_IMAGE_DIR (a folder of image files to post instead, which starts faster).
+LOADTEST_WINDOW_SECONDS: measure a window of that length that opens once every user is spawned and the
+server has answered once (the statistics are reset then), and stop when it closes; on a busy machine a
+slow start-up then shortens nothing. ``-t`` stays the outer bound.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ from __future__ import annotations
 import os
 import random
 import sys
+import time
 from pathlib import Path
 
-from locust import FastHttpUser, task
+import gevent
+from locust import FastHttpUser, events, task
+from locust.runners import STATE_RUNNING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loadtest.images import images_for_load  # noqa: E402
@@ -37,3 +43,22 @@ class CifakeUser(FastHttpUser):
                               name=f"/predictions/{MODEL}", catch_response=True) as response:
             if response.status_code != 200 or not response.json():  # the stock baseline answers top-k, not "label"
                 response.failure(f"{response.status_code}: {response.text[:200]}")
+
+
+def _measure_window(environment, seconds: float) -> None:
+    """Wait (for as long as ``-t`` allows) until all users run and one answer came, then measure ``seconds``."""
+    runner = environment.runner
+    while runner.state != STATE_RUNNING or runner.stats.total.num_requests == 0:
+        gevent.sleep(0.05)
+    runner.stats.reset_all()
+    opened = time.monotonic()
+    gevent.sleep(seconds)
+    print(f"[locust] measured {time.monotonic() - opened:.1f} s after the first answer", file=sys.stderr, flush=True)
+    runner.quit()
+
+
+@events.test_start.add_listener
+def _start_window(environment, **_kwargs) -> None:
+    window = os.environ.get("LOADTEST_WINDOW_SECONDS")
+    if window:
+        gevent.spawn(_measure_window, environment, float(window))

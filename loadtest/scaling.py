@@ -23,6 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from detector.hardware import cpu_info, cpu_line  # noqa: E402
 from handlers.stages import THREADS_ENV  # noqa: E402
 from loadtest.images import load_images, write_images  # noqa: E402
 from loadtest.sweep import SERVED, archive_name, benchmark_store, run_locust, shipped_batching  # noqa: E402
@@ -81,8 +82,8 @@ def measure_setups(model: str, configs: list[Setup], users: int, seconds: int, o
     return rows
 
 
-def summary(model: str, rows: list[dict], users: int) -> str:
-    lines = [f"Model `{model}`; throughput at {users} Locust users, latency p50 also at 1 user.", "",
+def summary(model: str, rows: list[dict], users: int, cpu: str) -> str:
+    lines = [f"Model `{model}`; throughput at {users} Locust users, latency p50 also at 1 user. CPU: {cpu}.", "",
              f"| setup | req/s ({users} users) | p50 (ms) | p99 (ms) | p50 at 1 user (ms) | errors |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['name']} | {r['rps']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['p50_ms_1_user']:.0f} | {r['errors']} |"
               for r in rows]
@@ -108,17 +109,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="ai_detector", help=f"one of {', '.join(m for m in SERVED if m != 'stock_baseline')}")
     parser.add_argument("--users", type=int, default=64, help="saturating load: enough to fill batches of 32")
     parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1,
+                        help="cores to split into workers x threads (default: this machine's)")
     parser.add_argument("--only", type=int, default=None, help="measure only the first N setups (smoke tests)")
     parser.add_argument("--ports", default="18180,18181,18182,17170,17171")
     parser.add_argument("--out", type=Path, default=REPO / "loadtest" / "results" / "scaling")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    configs = setups(os.cpu_count() or 1, *shipped_batching(args.model))[: args.only]
+    configs = setups(args.cores, *shipped_batching(args.model))[: args.only]
     rows = measure_setups(args.model, configs, args.users, args.seconds, args.out, tuple(int(p) for p in args.ports.split(",")))
-    (args.out / "scaling.json").write_text(json.dumps({"model": args.model, "users": args.users, "rows": rows}, indent=2) + "\n")
-    (args.out / "scaling.md").write_text(summary(args.model, rows, args.users))
-    plot(rows, args.out / "scaling.png", f"{args.model}: workers x threads and batching ({os.cpu_count()} cores)")
-    print(summary(args.model, rows, args.users))
+    cpu = cpu_info()
+    (args.out / "scaling.json").write_text(json.dumps({"model": args.model, "users": args.users, "cores_split": args.cores,
+                                                       "cpu": cpu, "rows": rows}, indent=2) + "\n")
+    (args.out / "scaling.md").write_text(summary(args.model, rows, args.users, cpu_line(cpu)))
+    plot(rows, args.out / "scaling.png", f"{args.model}: workers x threads and batching ({args.cores} cores split)\n{cpu_line(cpu)}")
+    print(summary(args.model, rows, args.users, cpu_line(cpu)))
 
 
 if __name__ == "__main__":

@@ -28,10 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from loadtest.images import load_images
+from detector.hardware import cpu_info, cpu_line
 from ops.client import DetectorClient, is_retriable
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
+RECOVERY_BOUND_S = 180   # how long a killed worker may take to come back, even on a busy machine
 
 
 @dataclass
@@ -59,6 +61,7 @@ class SoakReport:
     recovery_s: float | None = None        # SIGKILL -> a new worker READY
     memory_mib: list[tuple[float, float]] = field(default_factory=list)  # (seconds, total worker RSS)
     memory_growth_pct: float | None = None
+    cpu: dict = field(default_factory=cpu_info)
 
     def checks(self, max_memory_growth_pct: float | None) -> list[str]:
         """The failed checks, in words (empty when the run passed)."""
@@ -166,7 +169,7 @@ def run_soak(client: DetectorClient, key_file: Path, images: list[bytes], out: P
                     pass
                 next_sample = now + sample_every
             if kill_worker_at is not None and report.killed_pid is None and now - started >= kill_worker_at:
-                _kill_and_time_recovery(client, model, report, started, deadline=started + seconds)
+                _kill_and_time_recovery(client, model, report, started, deadline=time.monotonic() + RECOVERY_BOUND_S)
             time.sleep(0.1)
     stop.set()
     driver.join(timeout=120)
@@ -192,6 +195,7 @@ def memory_growth_pct(samples: list[tuple[float, float]], seconds: float) -> flo
 
 def markdown(report: SoakReport) -> str:
     rows = [
+        ("CPU", cpu_line(report.cpu)),
         ("model, users, duration", f"{report.model}, {report.users} Locust users + 1 retrying client, {report.seconds:.0f} s"),
         ("Locust requests / 200 OK", f"{report.locust_requests} / {report.locust_ok} ({report.locust_rps} req/s)"),
         ("Locust failures", ", ".join(f"{n}× `{m[:60]}`" for m, n in report.locust_failures.items()) or "none"),

