@@ -93,6 +93,7 @@ def check_parity(model_dir: Path, artifacts: dict[str, Path], images: np.ndarray
     artifacts also report how far their fused int8 kernels are from the unfused graph on this CPU."""
     temperature = ModelMetadata.load(model_dir).temperature
     eager = eager_probabilities(model_dir, images, batch_size) if reference is None else reference
+    cpu = cpu_info()   # int8 results depend on it: every row names it
     results, failures = {}, {}
     for name, artifact in artifacts.items():
         backend = load_backend(artifact, torch.device("cpu"), torch.get_num_threads())
@@ -109,11 +110,11 @@ def check_parity(model_dir: Path, artifacts: dict[str, Path], images: np.ndarray
             passed = within_quantisation_tolerance(agreement)
         else:
             limit, passed = {"tolerance": tolerance}, agreement["max_abs_delta_probability"] <= tolerance
-        results[name] = {**agreement, "images": int(len(images)), **limit, "cpu": cpu_info()}
+        results[name] = {**agreement, "images": int(len(images)), **limit, "cpu": cpu}
         print(f"[parity] {artifact.name}: max |dp| = {agreement['max_abs_delta_probability']:.2e}, mean "
               f"{agreement['mean_abs_delta_probability']:.2e} over {len(images)} real test images, label agreement "
               f"{agreement['label_agreement']:.2%} ({', '.join(f'{k} {v:.3g}' for k, v in limit.items())}) on "
-              f"{cpu_line()}", file=sys.stderr, flush=True)
+              f"{cpu_line(cpu)}", file=sys.stderr, flush=True)
         if not passed:
             failures[name] = results[name]
     if failures:

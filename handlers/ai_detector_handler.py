@@ -19,7 +19,7 @@ from detector.hardware import cpu_line
 from detector.metadata import ModelMetadata
 from detector.model import AlignedClassifier, load_model
 from detector.spectral import SPECTRAL_FILENAME, SpectralScore
-from handlers.selfcheck import SELFCHECK_FILENAME, SelfCheck
+from handlers.selfcheck import SelfCheck
 from handlers.stages import (
     REASON_PHRASES,
     Backend,
@@ -107,9 +107,6 @@ class AIDetectorHandler:
 def self_checked(backend: Backend, model_dir: Path, metadata: ModelMetadata, device: torch.device) -> Backend:
     """``backend`` if it reproduces the export's reference answers on this machine, else the eager fp32
     weights: an int8 artifact must never serve answers worse than fp32 because of the CPU it landed on."""
-    if not (model_dir / SELFCHECK_FILENAME).exists():   # archives built before the self-check existed
-        logger.warning("no %s in the archive: %s serves unchecked", SELFCHECK_FILENAME, backend.name)
-        return backend
     passed, agreement = SelfCheck.load(model_dir).verify(backend, metadata.temperature)
     figures = ", ".join(f"{key} {value:.4g}" for key, value in agreement.items())
     if passed:

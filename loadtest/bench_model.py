@@ -20,14 +20,12 @@ import yaml
 
 from detector.hardware import cpu_info, cpu_line
 from detector.metadata import ModelMetadata
-from export.export import INT8_NAME, ONNX_NAME, TORCHSCRIPT_NAME
-from export.variants import BF16_NAME
+from export.variants import FORMATS
 from handlers.stages import HandlerSettings, load_backend, postprocess, preprocess, select_device
 from loadtest.images import load_images
 
 REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = {"torchscript": TORCHSCRIPT_NAME, "onnx": ONNX_NAME,
-             "bf16": BF16_NAME, "int8": INT8_NAME}   # bf16: python -m export.variants
+ARTIFACTS = FORMATS   # backend name -> artifact file (bf16: python -m export.variants)
 
 
 def measure(artifacts: Path, backend_name: str, batch_sizes: list[int], images: list[bytes],
