@@ -9,7 +9,7 @@ MODEL    ?= model
 ARTIFACTS := build/artifacts
 SOURCES  := $(wildcard detector/*.py handlers/*.py handlers/*.yaml export/*.py $(MODEL)/spectral.json) $(MODEL)/model.safetensors $(MODEL)/metadata.json
 
-.PHONY: setup build variants bench kserve-layout serve webui stop served-accuracy test soak fuzz train evaluate robustness clean
+.PHONY: setup build variants bench kserve-layout serve webui stop served-accuracy test container-test overload soak fuzz train evaluate robustness clean
 
 setup: .venv/.installed
 .venv/.installed: pyproject.toml uv.lock scripts/setup.sh
@@ -52,9 +52,21 @@ stop: .venv/.installed
 served-accuracy: .venv/.installed
 	$(PY) -m ops.served_accuracy --data $(CIFAKE) --model-dir $(MODEL) --offline-report $(MODEL)/reports/test_report.json --out $(MODEL)/reports
 
+# Everything, the container tests included (they install and start Docker's engine where missing).
 test: build
 	bash scripts/setup_test_tools.sh
 	$(PY) -m pytest
+	@cat build/reports/container.md 2>/dev/null || true
+
+# The container path alone: image build, docker compose up (host networking, docker-compose.hostnet.yml),
+# answers against a host-run server, Prometheus, overload, restart, down (figures: build/reports/container.md).
+container-test: build
+	$(PY) -m pytest -m container tests/container
+	@cat build/reports/container.md
+
+# Load beyond capacity against a running server (`make serve` or docker compose): 4x the saturation concurrency.
+overload: .venv/.installed
+	$(PY) -m loadtest.overload --model ai_detector
 
 # Reliability runs outside CI's default: a 10-minute soak on a fresh server (worker memory growth
 # must stay under 10 %, every request answered), and 20,000 random fuzz examples per decode test.

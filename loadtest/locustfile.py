@@ -8,6 +8,8 @@ LOADTEST_IMAGE_DIR (a folder of image files to post instead, which starts faster
 LOADTEST_WINDOW_SECONDS: measure a window of that length that opens once every user is spawned and the
 server has answered once (the statistics are reset then), and stop when it closes; on a busy machine a
 slow start-up then shortens nothing. ``-t`` stays the outer bound.
+LOADTEST_NAME_BY_STATUS=1: name each request by its HTTP status ("200", "503", ...), so that the statistics
+give each kind of answer its own latency (loadtest.overload: how fast a full queue's 503 comes back).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from loadtest.images import images_for_load  # noqa: E402
 from ops.client import read_keys  # noqa: E402
 
 MODEL = os.environ.get("AI_DETECTOR_MODEL", "ai_detector")
+NAME_BY_STATUS = os.environ.get("LOADTEST_NAME_BY_STATUS") == "1"
 
 IMAGES = images_for_load(int(os.environ.get("LOADTEST_IMAGES", "200")))
 
@@ -41,6 +44,8 @@ class CifakeUser(FastHttpUser):
     def predict(self) -> None:
         with self.client.post(f"/predictions/{MODEL}", data=random.choice(IMAGES), headers=self.headers,
                               name=f"/predictions/{MODEL}", catch_response=True) as response:
+            if NAME_BY_STATUS:
+                response.request_meta["name"] = str(response.status_code)
             if response.status_code != 200 or not response.json():  # the stock baseline answers top-k, not "label"
                 response.failure(f"{response.status_code}: {response.text[:200]}")
 

@@ -16,13 +16,10 @@ and sweep.png plots throughput and latency against users.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from detector.hardware import cpu_info, cpu_line  # noqa: E402
 from loadtest.bench_model import ARTIFACTS as BARE_ARTIFACTS, measure  # noqa: E402
 from loadtest.images import load_images, write_images  # noqa: E402
+from loadtest.locust_runner import run_locust_rows  # noqa: E402
 from export.archive import build_archive, write_sums  # noqa: E402
 from ops.client import DetectorClient  # noqa: E402
 from ops.server import configured_models, frontend_pid, render_config, start, stop, without_models  # noqa: E402
@@ -45,7 +43,6 @@ ARTIFACTS = REPO / "build" / "artifacts"
 STOCK = "stock_baseline"
 # model name -> the artifact the bare benchmark measures for it (loadtest.bench_model.ARTIFACTS)
 SERVED = {"ai_detector": "torchscript", "ai_detector_onnx": "onnx", "ai_detector_int8": "int8", STOCK: "torchscript"}
-LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
 
 
 def server_cpu_seconds(run_dir: Path) -> dict[str, float]:
@@ -57,27 +54,13 @@ def server_cpu_seconds(run_dir: Path) -> dict[str, float]:
             "workers": sum(sum(w.cpu_times()[:2]) for w in workers if w.is_running())}
 
 
-START_BOUND_S = 120   # how long a busy machine may take to start Locust and answer the first request
-
-
 def run_locust(client: DetectorClient, run_dir: Path, model: str, users: int, seconds: int, prefix: Path,
                image_dir: Path) -> dict:
-    """One headless Locust run measuring ``seconds`` from the first answer on (the locustfile's window, so a
-    slow start-up costs nothing); returns its aggregated figures and the CPU (cores) that Locust itself,
-    the server's frontend and its workers used on average over the run."""
-    env = {**os.environ, "AI_DETECTOR_KEY_FILE": str(client.key_file), "AI_DETECTOR_MODEL": model,
-           "LOADTEST_IMAGE_DIR": str(image_dir), "LOADTEST_WINDOW_SECONDS": str(seconds)}
-    command = [str(Path(sys.executable).with_name("locust")), "-f", str(LOCUSTFILE), "--headless", "-u", str(users),
-               "-r", str(users), "-t", f"{seconds + START_BOUND_S}s", "--stop-timeout", "30",
-               "--host", client.inference_url, "--csv", str(prefix), "--only-summary"]
+    """One Locust run (loadtest.locust_runner); returns its aggregated figures and the CPU (cores) that Locust
+    itself, the server's frontend and its workers used on average over the run."""
     before, server_before, started = os.times(), server_cpu_seconds(run_dir), time.monotonic()
-    subprocess.run(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
-                   timeout=seconds + START_BOUND_S + 60)
+    total = run_locust_rows(client.inference_url, client.key_file, model, users, seconds, prefix, image_dir)["Aggregated"]
     after, server_after, wall = os.times(), server_cpu_seconds(run_dir), time.monotonic() - started
-    with open(f"{prefix}_stats.csv") as handle:
-        total = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
-    if int(total["Request Count"]) == 0:
-        raise RuntimeError(f"Locust got no answer within {START_BOUND_S} s of starting {users} users: see {prefix}_*.csv")
     client_cpu_s = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     return {"users": users, "requests": int(total["Request Count"]), "failures": int(total["Failure Count"]),
             "rps": round(float(total["Requests/s"]), 1), "p50_ms": float(total["50%"]), "p95_ms": float(total["95%"]),

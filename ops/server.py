@@ -2,6 +2,7 @@
 
     python -m ops.server start    # background, loopback only, returns once every model is READY
     python -m ops.server stop
+    python -m ops.server verify   # archives against model_store/SHA256SUMS (the container runs it first)
 
 ``torchserve --start`` exits 0 even when a model fails to load, so ``start`` polls the
 management API until each model has a READY worker and fails with the log tail otherwise.
@@ -44,6 +45,8 @@ def verify_archives(model_store: Path) -> list[str]:
     names = []
     for line in sums_path.read_text().splitlines():
         expected, name = line.split(maxsplit=1)
+        if not (model_store / name).is_file():
+            raise ServerError(f"{name} is listed in {SUMS_NAME} but missing from {model_store}")
         if sha256_file(model_store / name) != expected:
             raise ServerError(f"{name} does not match its recorded SHA-256: rebuild it with `make build`")
         names.append(name)
@@ -171,7 +174,7 @@ def curl_example(client: DetectorClient, key_file: Path) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("start", "stop"))
+    parser.add_argument("action", choices=("start", "stop", "verify"))
     parser.add_argument("--config", type=Path, default=REPO / "config.properties")
     parser.add_argument("--model-store", type=Path, default=REPO / "model_store")
     parser.add_argument("--run-dir", type=Path, default=REPO / "run")
@@ -179,6 +182,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.action == "stop":
         stop(args.run_dir)
+        return
+    if args.action == "verify":   # the container's entry point: one clear line instead of a traceback
+        try:
+            names = verify_archives(args.model_store)
+        except ServerError as exc:
+            sys.exit(f"[verify] REFUSING TO START: {exc}")
+        print(f"[verify] {len(names)} archives match {args.model_store / SUMS_NAME}: {', '.join(names)}")
         return
     try:
         client = start(args.config, args.model_store, args.run_dir, args.timeout)

@@ -1,4 +1,5 @@
-"""docker-compose.yml and config.properties keep the secure defaults (no Docker engine here to run them)."""
+"""docker-compose.yml, its host-network override and config.properties keep the secure defaults
+(tests/container runs them for real)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,24 @@ def test_compose_publishes_on_loopback_only_and_mounts_the_model_store_read_only
         assert "./model_store:/app/model_store:ro" in service["volumes"] and "healthcheck" in service
         assert (REPO / service["build"]["dockerfile"]).exists()
     assert COMPOSE["services"]["detector"]["image"] == COMPOSE["services"]["detector-gpu"]["image"]
+
+
+def test_host_network_override_listens_on_loopback_and_publishes_nothing() -> None:
+    class ComposeLoader(yaml.SafeLoader):
+        """Reads Compose's ``!reset`` tag (drop the base file's value) as the value it resets to."""
+
+    ComposeLoader.add_constructor("!reset", lambda loader, node: loader.construct_sequence(node))
+    override = yaml.load((REPO / "docker-compose.hostnet.yml").read_text(), Loader=ComposeLoader)
+    assert set(override["services"]) == {"detector"}
+    detector = override["services"]["detector"]
+    assert detector["network_mode"] == "host" and detector["ports"] == []
+    assert detector["environment"]["AI_DETECTOR_LISTEN_ADDRESS"] == "127.0.0.1"
+
+
+def test_compose_image_tag_is_the_shipped_model_version() -> None:
+    from detector.metadata import ModelMetadata
+
+    assert COMPOSE["services"]["detector"]["image"] == f"ai-detector:{ModelMetadata.load(REPO / 'model').version}"
 
 
 def test_compose_gpu_profile_reserves_an_nvidia_device() -> None:

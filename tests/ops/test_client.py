@@ -15,7 +15,9 @@ from ops.client import DetectorClient, is_retriable
 WORKER_DIED = (500, {"code": 500, "type": "InternalServerException", "message": "Worker died."})
 KILLED_WORKER = (507, {"code": 507, "type": "InternalServerException", "message": "Worker died."})
 TOO_LARGE = (413, {"code": 413, "type": "TooLarge", "message": "image is 30000x30000; limits are ..."})
-NO_WORKER = (503, {"code": 503, "type": "ServiceUnavailableException", "message": "Model has no worker"})
+# TorchServe's answer when a model's job queue (job_queue_size) is full: "no worker" means "queue full"
+NO_WORKER = (503, {"code": 503, "type": "ServiceUnavailableException",
+                   "message": "Model has no worker to serve inference request. Please use scale workers API to add workers."})
 OK = (200, {"label": "REAL", "probabilities": {"REAL": 0.9, "FAKE": 0.1}})
 
 
@@ -68,6 +70,15 @@ def test_retries_are_bounded(scripted) -> None:
     script.extend([NO_WORKER] * 4)
     assert client.predict_response(b"image").status_code == 503
     assert len(hits) == 4  # 1 try + 3 retries
+
+
+def test_queue_full_answers_are_retried_with_doubling_backoff(scripted, monkeypatch) -> None:
+    client, script, _ = scripted
+    script.extend([NO_WORKER] * 3 + [OK])
+    slept: list[float] = []
+    monkeypatch.setattr("ops.client.time.sleep", slept.append)
+    assert client.predict(b"image")["label"] == "REAL"
+    assert slept == [client.backoff, client.backoff * 2, client.backoff * 4]
 
 
 def test_is_retriable_reads_torchserve_worker_death() -> None:
