@@ -7,6 +7,11 @@ throughput so far (one would stop on noise); the user count of that best through
 ``--seconds``. The report (overload.json, overload.md) gives goodput (answers 200 per second) against the
 saturation throughput, the share of 503s (TorchServe's full job queue: "Model has no worker to serve
 inference request") and how fast each kind of answer came back, with the CPU it ran on.
+
+The simulated clients behave like ops.client: a user turned away with 503 waits a jittered, doubling delay
+before its next request. ``--no-backoff`` makes them come straight back instead, the worst case of clients
+that ignore the convention; on a small machine whose cores the load generator shares, that measures mostly
+how much CPU the generator's own 503 loop takes from the server.
 """
 
 from __future__ import annotations
@@ -48,13 +53,14 @@ def status_figures(rows: dict[str, dict[str, str]], seconds: float) -> dict[str,
             for name, row in rows.items() if name != "Aggregated"}
 
 
-def run(host: str, key_file: Path, model: str, factor: int, seconds: int, step_seconds: int, out: Path) -> dict:
+def run(host: str, key_file: Path, model: str, factor: int, seconds: int, step_seconds: int, out: Path,
+        backoff: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     image_dir = write_images(load_images(200), Path(tempfile.mkdtemp(prefix="overload_", dir=out)) / "images")
 
     def measure(users: int) -> float:
         rows = run_locust_rows(host, key_file, model, users, step_seconds, out / f"saturation_{users}u", image_dir,
-                               by_status=True)
+                               by_status=True, backoff=backoff)
         rps = status_figures(rows, step_seconds).get("200", {}).get("per_second", 0.0)
         print(f"[overload] {model}: {users} users -> {rps} answers 200 per second", flush=True)
         return rps
@@ -62,10 +68,10 @@ def run(host: str, key_file: Path, model: str, factor: int, seconds: int, step_s
     users, saturation_rps = find_saturation(measure)
     overload_users = users * factor
     rows = run_locust_rows(host, key_file, model, overload_users, seconds, out / f"overload_{overload_users}u",
-                           image_dir, by_status=True)
+                           image_dir, by_status=True, backoff=backoff)
     statuses = status_figures(rows, seconds)
     goodput = statuses.get("200", {}).get("per_second", 0.0)
-    report = {"cpu": cpu_info(), "model": model, "host": host,
+    report = {"cpu": cpu_info(), "model": model, "host": host, "clients_back_off": backoff,
               "saturation": {"users": users, "rps": saturation_rps, "step_seconds": step_seconds},
               "overload": {"users": overload_users, "factor": factor, "seconds": seconds, "goodput_rps": goodput,
                            "goodput_vs_saturation": round(goodput / saturation_rps, 3) if saturation_rps else 0.0,
@@ -79,7 +85,9 @@ def run(host: str, key_file: Path, model: str, factor: int, seconds: int, step_s
 def summary(report: dict) -> str:
     saturation, overload = report["saturation"], report["overload"]
     lines = [f"# Overload: {report['model']} at {overload['factor']}x its saturation concurrency",
-             "", f"On {cpu_line(report['cpu'])}, against {report['host']}.", "",
+             "", f"On {cpu_line(report['cpu'])}, against {report['host']}; clients "
+             + ("back off after a 503 as ops.client does." if report["clients_back_off"] else
+                "come straight back after a 503 (--no-backoff)."), "",
              f"Saturation: {saturation['users']} users, {saturation['rps']} answers 200 per second "
              f"({saturation['step_seconds']} s per step).",
              f"Overload: {overload['users']} users for {overload['seconds']} s: goodput {overload['goodput_rps']} req/s "
@@ -99,9 +107,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--factor", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--step-seconds", type=int, default=8, help="measuring time per saturation step")
+    parser.add_argument("--no-backoff", dest="backoff", action="store_false",
+                        help="clients retry a 503 at once instead of backing off like ops.client")
     parser.add_argument("--out", type=Path, default=REPO / "loadtest" / "results" / "overload")
     args = parser.parse_args(argv)
-    run(args.host, args.key_file, args.model, args.factor, args.seconds, args.step_seconds, args.out)
+    run(args.host, args.key_file, args.model, args.factor, args.seconds, args.step_seconds, args.out, args.backoff)
 
 
 if __name__ == "__main__":

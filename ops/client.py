@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,15 @@ KEY_FILE_ENV = "AI_DETECTOR_KEY_FILE"
 # (500, 507 seen in 0.12 for a SIGKILLed worker, or 413 when TorchServe reads exit code 137 as OOM).
 RETRIABLE_STATUSES = (502, 503, 504)
 WORKER_DIED_STATUSES = (500, 507, 413)
+RETRIES = 4          # tries before the retriable answer goes to the caller
+BACKOFF_S = 0.25     # the first retry's delay; each later one doubles it (0.25, 0.5, 1, 2 s)
+
+
+def backoff_delay(attempt: int, backoff: float = BACKOFF_S) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): ``backoff * 2**attempt`` with equal jitter (half of
+    it fixed, half drawn), so that clients turned away by the same full queue do not all come back together."""
+    delay = backoff * 2 ** attempt
+    return delay / 2 + random.uniform(0, delay / 2)
 
 
 def is_retriable(status: int, body: str) -> bool:
@@ -47,7 +57,7 @@ def read_keys(key_file: Path | None = None) -> dict[str, str]:
 class DetectorClient:
     """Inference and management calls with the bearer tokens filled in.
 
-    Predictions are retried ``retries`` times with exponential backoff (``backoff`` s, doubling)
+    Predictions are retried ``retries`` times with jittered exponential backoff (``backoff_delay``)
     on retriable answers and on connection errors, so a worker restart costs latency, not errors.
     ``authorization=False`` is for servers whose token check is off because a gateway authenticates
     (the Kubernetes and KServe configurations in deploy/).
@@ -55,7 +65,7 @@ class DetectorClient:
 
     def __init__(self, inference_url: str = "http://127.0.0.1:8080", management_url: str = "http://127.0.0.1:8081",
                  key_file: Path | None = None, model: str = "ai_detector", timeout: float = 60.0,
-                 retries: int = 4, backoff: float = 0.25, authorization: bool = True) -> None:
+                 retries: int = RETRIES, backoff: float = BACKOFF_S, authorization: bool = True) -> None:
         self.inference_url = inference_url.rstrip("/")
         self.management_url = management_url.rstrip("/")
         self.key_file = key_file
@@ -93,7 +103,7 @@ class DetectorClient:
             except requests.ConnectionError:
                 pass
             self.retried += 1
-            time.sleep(self.backoff * 2 ** attempt)
+            time.sleep(backoff_delay(attempt, self.backoff))
         return post()  # the last attempt: its answer, or its exception, goes to the caller
 
     def predict(self, image: bytes | str | Path, model: str | None = None, version: str | None = None) -> dict[str, Any]:

@@ -30,9 +30,11 @@ def test_status_figures_split_answers_by_status() -> None:
     figures = status_figures(rows, seconds=10)
     assert figures == {"200": {"count": 300, "share": 0.75, "per_second": 30.0, "p50_ms": 90.0, "p95_ms": 150.0},
                        "503": {"count": 100, "share": 0.25, "per_second": 10.0, "p50_ms": 4.0, "p95_ms": 9.0}}
-    report = {"cpu": cpu_info(), "model": "ai_detector", "host": "http://127.0.0.1:8080",
+    report = {"cpu": cpu_info(), "model": "ai_detector", "host": "http://127.0.0.1:8080", "clients_back_off": True,
               "saturation": {"users": 8, "rps": 40.0, "step_seconds": 8},
               "overload": {"users": 32, "factor": 4, "seconds": 10, "goodput_rps": 30.0,
                            "goodput_vs_saturation": 0.75, "statuses": figures}}
     text = summary(report)
     assert "| 503 | 100 | 25.0% | 10.0 | 4 | 9 |" in text and "= 75% of saturation" in text
+    assert "back off after a 503" in text
+    assert "come straight back" in summary({**report, "clients_back_off": False})

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ops.client import DetectorClient, is_retriable
+from ops.client import DetectorClient, backoff_delay, is_retriable
 
 WORKER_DIED = (500, {"code": 500, "type": "InternalServerException", "message": "Worker died."})
 KILLED_WORKER = (507, {"code": 507, "type": "InternalServerException", "message": "Worker died."})
@@ -72,13 +72,20 @@ def test_retries_are_bounded(scripted) -> None:
     assert len(hits) == 4  # 1 try + 3 retries
 
 
-def test_queue_full_answers_are_retried_with_doubling_backoff(scripted, monkeypatch) -> None:
+def test_queue_full_answers_are_retried_with_doubling_jittered_backoff(scripted, monkeypatch) -> None:
     client, script, _ = scripted
     script.extend([NO_WORKER] * 3 + [OK])
     slept: list[float] = []
     monkeypatch.setattr("ops.client.time.sleep", slept.append)
     assert client.predict(b"image")["label"] == "REAL"
-    assert slept == [client.backoff, client.backoff * 2, client.backoff * 4]
+    assert len(slept) == 3
+    for attempt, seconds in enumerate(slept):
+        assert client.backoff * 2 ** attempt / 2 <= seconds <= client.backoff * 2 ** attempt
+
+
+def test_backoff_jitter_spreads_clients_turned_away_together() -> None:
+    delays = {round(backoff_delay(2, 0.25), 6) for _ in range(50)}
+    assert len(delays) > 40 and min(delays) >= 0.5 and max(delays) <= 1.0
 
 
 def test_is_retriable_reads_torchserve_worker_death() -> None:
