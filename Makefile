@@ -5,6 +5,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 
 PY       := .venv/bin/python
 CIFAKE   ?= ../shared/data/cifake
+OUTSIDE  ?= ../shared/data/outside
 MODEL    ?= model
 ARTIFACTS := build/artifacts
 SOURCES  := $(wildcard detector/*.py handlers/*.py handlers/*.yaml export/*.py $(MODEL)/spectral.json) $(MODEL)/model.safetensors $(MODEL)/metadata.json
@@ -88,8 +89,10 @@ train: .venv/.installed
 	$(PY) -m training.train --config training/configs/model_224_gpu.toml --data $(CIFAKE) --resume
 	$(PY) -m training.train --config training/configs/model_224_gpu2.toml --data $(CIFAKE) --resume
 
+# The official test split (test_report.*), then real photos and generated images from outside CIFAKE (outside_report.*).
 evaluate: .venv/.installed
 	$(PY) -m training.evaluate --model $(MODEL) --data $(CIFAKE) --split test --out $(MODEL)/reports
+	$(PY) -m training.outside --model $(MODEL) --outside $(OUTSIDE) --data $(CIFAKE) --out $(MODEL)/reports
 
 robustness: .venv/.installed
 	$(PY) -m training.robustness --model $(MODEL) --data $(CIFAKE) --images 2000 --out $(MODEL)/reports

@@ -24,6 +24,8 @@ class ModelMetadata:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     temperature: float = 1.0        # logits are divided by this before softmax (calibration)
+    min_confidence: float = 0.0     # calibrated confidence below which the answer is UNCERTAIN (detector.answer);
+                                    # fitted on validation, 0 never abstains
     version: str = "0.0.0"
     training_data_sha256: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)

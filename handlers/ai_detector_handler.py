@@ -52,6 +52,7 @@ class AIDetectorHandler:
         self.settings = HandlerSettings.from_yaml(yaml_config.get("handler"))
         torch.set_num_threads(self.settings.threads)
         self.metadata = ModelMetadata.load(model_dir)
+        self.min_confidence = self.settings.abstain_below(self.metadata)
         self.model_dir = model_dir
         self._explainer: AlignedClassifier | None = None
         has_spectral = (model_dir / SPECTRAL_FILENAME).exists()   # optional: archives of models fitted without one
@@ -63,8 +64,9 @@ class AIDetectorHandler:
         # the archive's version is the one operators route to (TorchServe model versions)
         self.model_version = str(context.manifest["model"].get("modelVersion", self.metadata.version))
         self.initialized = True
-        logger.info("ai_detector %s (weights %s): %s on %s, %d threads", self.model_version, self.metadata.version,
-                    self.backend.name, self.device, self.settings.threads)
+        logger.info("ai_detector %s (weights %s): %s on %s, %d threads, UNCERTAIN below confidence %.4f",
+                    self.model_version, self.metadata.version, self.backend.name, self.device, self.settings.threads,
+                    self.min_confidence)
 
     def preprocess(self, requests: list[dict[str, Any]]) -> PreparedBatch:
         return preprocess(requests, self.metadata, self.settings.limits)
@@ -75,7 +77,7 @@ class AIDetectorHandler:
         return self.backend(prepared.images)
 
     def postprocess(self, logits: np.ndarray, prepared: PreparedBatch) -> list[dict[str, Any]]:
-        return postprocess(logits, prepared, self.metadata, self.backend.name, self.model_version)
+        return postprocess(logits, prepared, self.metadata, self.backend.name, self.model_version, self.min_confidence)
 
     def explainer(self) -> AlignedClassifier:
         """The eager model for Grad-CAM, built from the archive's weights on the first explanation."""

@@ -4,7 +4,7 @@
 * ``extract_image_bytes``  request dict -> image bytes (raw body, multipart ``data``, base64 JSON)
 * ``preprocess``           requests -> one uint8 batch (N,3,32,32) + per-request errors
 * ``Backend.__call__``     batch -> logits (one host->device copy; the upsample runs on the device)
-* ``postprocess``          logits -> calibrated JSON per request, errors left in their slots
+* ``postprocess``          logits -> calibrated JSON per request (REAL, FAKE or UNCERTAIN), errors left in their slots
 * ``add_spectral_opinion`` the frequency score beside the CNN's answer (never replacing it)
 * ``add_explanations``     Grad-CAM for the requests sent to /explanations (eager model, same input)
 * ``batch_metrics``        the batch's own metrics (size, stage times, labels, input errors)
@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from detector.answer import answer
 from detector.metadata import ModelMetadata
 from detector.gradcam import explanation, grad_cam
 from detector.model import AlignedClassifier, calibrated_probabilities, load_model, predict_logits
@@ -118,17 +119,19 @@ def add_spectral_opinion(responses: list[dict[str, Any]], prepared: PreparedBatc
 
 
 def postprocess(logits: np.ndarray, prepared: PreparedBatch, metadata: ModelMetadata, backend_name: str,
-                model_version: str) -> list[dict[str, Any]]:
-    """One JSON-serialisable response per request, in request order, naming the version that answered."""
+                model_version: str, min_confidence: float) -> list[dict[str, Any]]:
+    """One JSON-serialisable response per request, in request order, naming the version that answered:
+    REAL or FAKE, or UNCERTAIN (with the reason) below ``min_confidence``; both probabilities always."""
     probabilities = calibrated_probabilities(torch.from_numpy(np.asarray(logits)), metadata.temperature).numpy()
     slots: dict[int, dict[str, Any]] = {pos: error_body(err) for pos, err in prepared.errors.items()}
     for row, position in enumerate(prepared.positions):
-        label_index = int(probabilities[row].argmax())
+        given = answer(probabilities[row], metadata.class_names, min_confidence)
         slots[position] = {
-            "label": metadata.class_names[label_index],
+            "label": given["label"],
             "probabilities": {name: float(probabilities[row, i]) for i, name in enumerate(metadata.class_names)},
             "model_version": model_version,
             "backend": backend_name,
+            **({"abstained": given["abstained"]} if "abstained" in given else {}),
         }
     return [slots[i] for i in range(len(slots))]
 
@@ -264,6 +267,11 @@ class HandlerSettings:
 
     limits: DecodeLimits
     threads: int
+    min_confidence: float | None = None   # None: the model's own (metadata.json); 0: never UNCERTAIN
+
+    def abstain_below(self, metadata: ModelMetadata) -> float:
+        """The confidence below which this model answers UNCERTAIN."""
+        return metadata.min_confidence if self.min_confidence is None else self.min_confidence
 
     @classmethod
     def from_yaml(cls, section: dict[str, Any] | None, environ: dict[str, str] | None = None) -> "HandlerSettings":
@@ -273,8 +281,22 @@ class HandlerSettings:
         environ = os.environ if environ is None else environ
         archive_threads = int(section.pop("intra_op_threads", 0))
         threads = int(environ.get(THREADS_ENV) or archive_threads) or (os.cpu_count() or 1)
+        min_confidence = parse_min_confidence(section.pop("min_confidence", "model"))
         known = {"max_image_bytes": "max_bytes", "max_image_pixels": "max_pixels", "max_image_side": "max_side"}
         unknown = set(section) - set(known)
         if unknown:
             raise ValueError(f"unknown handler settings: {sorted(unknown)}")
-        return cls(limits=DecodeLimits(**{known[k]: int(v) for k, v in section.items()}), threads=threads)
+        return cls(limits=DecodeLimits(**{known[k]: int(v) for k, v in section.items()}), threads=threads,
+                   min_confidence=min_confidence)
+
+
+def parse_min_confidence(value: Any) -> float | None:
+    """``model`` (the threshold fitted with the weights), ``off`` (always REAL or FAKE; YAML may read it as
+    false) or a confidence in [0.5, 1)."""
+    if value == "model":
+        return None
+    if value in ("off", False):
+        return 0.0
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.5 <= value < 1.0:
+        return float(value)
+    raise ValueError(f"handler min_confidence must be 'model', 'off' or a number in [0.5, 1), not {value!r}")

@@ -44,7 +44,7 @@ def measure(artifacts: Path, backend_name: str, batch_sizes: list[int], images: 
         begin = time.perf_counter()
         probabilities = backend(prepared.images)
         backend_ms = (time.perf_counter() - begin) * 1000
-        postprocess(probabilities, prepared, metadata, backend.name, metadata.version)
+        postprocess(probabilities, prepared, metadata, backend.name, metadata.version, settings.abstain_below(metadata))
         return backend_ms
 
     for size in batch_sizes:

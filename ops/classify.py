@@ -4,8 +4,9 @@
     python -m ops.classify folder/ --recursive --explain-dir heatmaps/   # + Grad-CAM overlays as PNG
 
 The key is read from TorchServe's key file ($AI_DETECTOR_KEY_FILE, default run/key_file.json).
-Each file gets one row: its label and calibrated P(FAKE), or the server's error for it (a file
-that is not an image is reported, never skipped). The exit status is 1 when any file failed.
+Each file gets one row: its label (REAL, FAKE, or UNCERTAIN with the class it leans to) and calibrated
+P(FAKE), or the server's error for it (a file that is not an image is reported, never skipped). The exit
+status is 1 when any file failed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import requests
 
+from detector.answer import UNCERTAIN
 from ops.client import DetectorClient, read_keys
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -35,6 +37,7 @@ class Result:
     p_real: float | None = None
     p_fake: float | None = None
     model_version: str | None = None
+    leaning: str | None = None      # for UNCERTAIN: the class the model leans to
     error: str | None = None
 
 
@@ -65,19 +68,21 @@ def classify_file(client: DetectorClient, path: Path, explain_dir: Path | None) 
         explain_dir.mkdir(parents=True, exist_ok=True)
         (explain_dir / f"{path.stem}.gradcam.png").write_bytes(base64.b64decode(body["gradcam"]["png"]))
     probabilities = body["probabilities"]
-    return Result(str(path), body["label"], probabilities["REAL"], probabilities["FAKE"], body.get("model_version"))
+    leaning = body["abstained"]["leaning"] if "abstained" in body else None
+    return Result(str(path), body["label"], probabilities["REAL"], probabilities["FAKE"], body.get("model_version"), leaning)
 
 
 def table(results: list[Result]) -> str:
     width = max([len(r.path) for r in results] + [4])
-    lines = [f"{'file':<{width}}  {'label':<5}  {'P(FAKE)':>7}  note"]
+    lines = [f"{'file':<{width}}  {'label':<9}  {'P(FAKE)':>7}  note"]
     for r in results:
         if r.error:
-            lines.append(f"{r.path:<{width}}  {'-':<5}  {'-':>7}  {r.error}")
+            lines.append(f"{r.path:<{width}}  {'-':<9}  {'-':>7}  {r.error}")
         else:
-            lines.append(f"{r.path:<{width}}  {r.label:<5}  {r.p_fake:>7.4f}  model {r.model_version}")
-    counts = {label: sum(r.label == label for r in results) for label in ("REAL", "FAKE")}
-    lines.append(f"{len(results)} files: {counts['REAL']} REAL, {counts['FAKE']} FAKE, "
+            leaning = f", leans {r.leaning}" if r.leaning else ""
+            lines.append(f"{r.path:<{width}}  {r.label:<9}  {r.p_fake:>7.4f}  model {r.model_version}{leaning}")
+    counts = {label: sum(r.label == label for r in results) for label in ("REAL", "FAKE", UNCERTAIN)}
+    lines.append(f"{len(results)} files: {counts['REAL']} REAL, {counts['FAKE']} FAKE, {counts[UNCERTAIN]} UNCERTAIN, "
                  f"{sum(r.error is not None for r in results)} failed")
     return "\n".join(lines)
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from detector.answer import UNCERTAIN, forced_label
 from detector.data import CifakeSource, choose_samples
 from detector.metadata import ModelMetadata
 from ops.client import DetectorClient
@@ -33,20 +34,21 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def served_labels(client: DetectorClient, model: str, images: list[bytes], concurrency: int) -> dict[str, Any]:
-    """Each image's served label (None where the request failed), the model versions that answered, req/s."""
-    def ask(data: bytes) -> tuple[str | None, str | None]:
+    """Each image's forced binary answer (the class an UNCERTAIN answer leans to; None where the request
+    failed), whether it was UNCERTAIN, the model versions that answered, req/s."""
+    def ask(data: bytes) -> tuple[str | None, bool, str | None]:
         response = client.predict_response(data, model=model)
         if response.status_code != 200:
-            return None, None
+            return None, False, None
         body = response.json()
-        return body["label"], body.get("model_version")
+        return forced_label(body), body["label"] == UNCERTAIN, body.get("model_version")
 
     started = time.monotonic()
     with ThreadPoolExecutor(concurrency) as pool:
         answers = list(pool.map(ask, images))
     seconds = time.monotonic() - started
-    return {"labels": [label for label, _ in answers], "versions": sorted({v for _, v in answers if v}),
-            "requests_per_second": round(len(images) / seconds, 1)}
+    return {"labels": [label for label, _, _ in answers], "uncertain": [flag for _, flag, _ in answers],
+            "versions": sorted({v for _, _, v in answers if v}), "requests_per_second": round(len(images) / seconds, 1)}
 
 
 def compare(model: str, served: dict[str, Any], truth: np.ndarray, class_names: tuple[str, ...],
@@ -56,19 +58,27 @@ def compare(model: str, served: dict[str, Any], truth: np.ndarray, class_names: 
     failures = int((predicted < 0).sum())
     accuracy = float((predicted == truth).mean())
     gap_pt = round(100 * (accuracy - offline["accuracy"]), 3)  # rounded: 89.9 % vs 90 % is a gap of 0.1, not 0.1000001
+    coverage = 1.0 - float(np.mean(served["uncertain"]))
+    coverage_gap_pt = round(100 * (coverage - offline["coverage"]), 3)
     return {"model": model, "images": len(truth), "served_accuracy": accuracy, "offline_accuracy": offline["accuracy"],
-            "gap_pt": gap_pt, "failures": failures, "served_versions": served["versions"],
+            "gap_pt": gap_pt, "served_coverage": coverage, "offline_coverage": offline["coverage"],
+            "coverage_gap_pt": coverage_gap_pt, "failures": failures, "served_versions": served["versions"],
             "offline_version": offline["version"], "requests_per_second": served["requests_per_second"],
-            "passed": failures == 0 and served["versions"] == [offline["version"]] and abs(gap_pt) <= tolerance_pt}
+            "passed": failures == 0 and served["versions"] == [offline["version"]] and abs(gap_pt) <= tolerance_pt
+            and abs(coverage_gap_pt) <= tolerance_pt}
 
 
 def markdown(rows: list[dict[str, Any]], split: str, tolerance_pt: float) -> str:
     lines = [f"# Served vs offline accuracy on `{split}`", "",
              f"Each image sent over HTTP to the running TorchServe; offline: the eager model, same weights. "
-             f"Pass: no failed request, same model version, |gap| ≤ {tolerance_pt} pt.", "",
-             "| model | images | served | offline | gap (pt) | failed requests | req/s | pass |", "|---|---|---|---|---|---|---|---|"]
+             f"Accuracy of the forced binary answer (an UNCERTAIN answer counts as the class it leans to); "
+             f"coverage: the share answered REAL or FAKE. Pass: no failed request, same model version, both gaps "
+             f"≤ {tolerance_pt} pt.", "",
+             "| model | images | served | offline | gap (pt) | coverage served / offline | failed requests | req/s | pass |",
+             "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| `{r['model']}` | {r['images']} | {r['served_accuracy']:.2%} | {r['offline_accuracy']:.2%} | "
-              f"{r['gap_pt']:+.2f} | {r['failures']} | {r['requests_per_second']:.1f} | {'yes' if r['passed'] else '**no**'} |"
+              f"{r['gap_pt']:+.2f} | {r['served_coverage']:.2%} / {r['offline_coverage']:.2%} | {r['failures']} | "
+              f"{r['requests_per_second']:.1f} | {'yes' if r['passed'] else '**no**'} |"
               for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -100,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"this run sends {len(samples)} of {args.split}: drop --offline-report to evaluate here")
     else:
         report = evaluate(args.model_dir, args.data, args.split, args.images, args.seed)[0]
-    offline = {"accuracy": report["full"]["accuracy"], "version": report["model"]["version"]}
+    if "abstention" not in report:
+        parser.error(f"{args.offline_report} predates UNCERTAIN answers: rerun `make evaluate`")
+    offline = {"accuracy": report["full"]["accuracy"], "coverage": report["abstention"]["coverage"],
+               "version": report["model"]["version"]}
     images = [source.read_bytes(s) for s in samples]
     truth = np.array([s.label for s in samples])
     client = DetectorClient(inference_url=args.url, key_file=args.key_file)

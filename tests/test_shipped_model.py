@@ -1,20 +1,31 @@
 """The shipped weights must reach the reference-model target, 98 %, on a fixed sample of 2,000 official
 test images, and the int8 variant that make build ships may lose at most 0.2 pt of that and change at most
-1 % of the labels, on whatever CPU runs the test (AVX2 without VNNI included)."""
+1 % of the labels, on whatever CPU runs the test (AVX2 without VNNI included).
+
+Regression guards for real-world inputs, as served (UNCERTAIN counted): floors at the shipped model's
+measured level, not yet at the "Real-world inputs" issue's targets (MODEL_CARD.md says how far off)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from detector.answer import answered, selective_figures
 from detector.data import CifakeSource, choose_samples, load_split
 from detector.hardware import cpu_line
-from detector.model import load_model, predict_logits
+from detector.metadata import ModelMetadata
+from detector.model import calibrated_probabilities, load_model, predict_logits
+from detector.preprocessing import decode_image
 from export.export import INT8_NAME
 from handlers.stages import backend_logits, load_backend
-from tests.conftest import MODEL_DIR
+from tests.conftest import MODEL_DIR, REPO
+from training import outside
+from training.robustness import CONDITIONS, fake_probabilities
+
+OUTSIDE = REPO.parent / "shared" / "data" / "outside"
 
 SAMPLE_SIZE, SEED, TARGET = 2000, 2024, 0.98
 
@@ -25,11 +36,12 @@ def sample(cifake_dir: Path):
     source = CifakeSource(cifake_dir / "test.zip", metadata.class_names)
     chosen = choose_samples(source.split("test"), SAMPLE_SIZE, SEED)
     loaded = load_split(source, chosen, metadata.input_size, metadata.downsample_filter)
-    return loaded, predict_logits(model, torch.from_numpy(loaded.images), batch_size=100).argmax(1).numpy()
+    logits = predict_logits(model, torch.from_numpy(loaded.images), batch_size=100)
+    return loaded, logits.argmax(1).numpy(), calibrated_probabilities(logits, metadata.temperature).numpy()
 
 
 def test_shipped_model_accuracy_on_2000_official_test_images(sample) -> None:
-    loaded, predictions = sample
+    loaded, predictions, _ = sample
     accuracy = float((predictions == loaded.labels).mean())
     print(f"shipped model: {accuracy:.2%} on {SAMPLE_SIZE} official test images (seed {SEED})")
     assert 0.45 < loaded.labels.mean() < 0.55  # both classes well represented
@@ -37,7 +49,7 @@ def test_shipped_model_accuracy_on_2000_official_test_images(sample) -> None:
 
 
 def test_shipped_int8_variant_loses_at_most_0_2_points(sample, artifacts_dir: Path) -> None:
-    loaded, predictions = sample
+    loaded, predictions, _ = sample
     fp32 = float((predictions == loaded.labels).mean())
     backend = load_backend(artifacts_dir / INT8_NAME, torch.device("cpu"), torch.get_num_threads())
     logits = backend_logits(backend, loaded.images, 100)
@@ -46,3 +58,45 @@ def test_shipped_int8_variant_loses_at_most_0_2_points(sample, artifacts_dir: Pa
     print(f"int8: {int8:.2%}, fp32: {fp32:.2%}, label agreement {agreement:.2%} on {SAMPLE_SIZE} official test "
           f"images (seed {SEED}), {cpu_line()}")
     assert fp32 - int8 <= 0.002 and agreement >= 0.99
+
+
+def test_shipped_model_abstains_on_few_test_images_and_is_right_on_the_others(sample) -> None:
+    loaded, _, probabilities = sample
+    served = selective_figures(probabilities, loaded.labels, ModelMetadata.load(MODEL_DIR).min_confidence)
+    print(f"as served: {served['coverage']:.2%} answered, {served['accuracy_answered']:.2%} of them right")
+    assert served["coverage"] >= 0.97 and served["accuracy_answered"] >= 0.988
+
+
+def test_real_photos_from_outside_cifake_answered_fake_stay_at_most_at_todays_level() -> None:
+    if not OUTSIDE.exists():
+        pytest.skip(f"{OUTSIDE} absent")
+    model, metadata = load_model(MODEL_DIR)
+    photos = [image.path.read_bytes() for image in outside.read_outside_folder(OUTSIDE) if image.truth == "REAL"]
+    counts = outside.answer_counts(np.zeros(len(photos), dtype=bool), fake_probabilities(model, metadata, photos),
+                                   metadata.min_confidence)
+    print(f"outside real photos: {counts}")
+    assert counts["answered_fake"] <= 0.22 * counts["images"]   # 18 of 91 (19.8 %) for 0.4.1; the issue asks ≤ 5 %
+
+
+def test_upscaled_reuploads_lose_at_most_today_s_share_as_served(cifake_dir: Path) -> None:
+    """Larger JPEG copies of test images, answered as served (UNCERTAIN counts as a miss), against the
+    originals: 0.4.1 loses 2.0-3.5 pt on 2,000 images (model/reports/robustness.md) and 4.3-6.0 pt on this
+    300-image sample; the issue asks ≤ 0.3 pt. The floor catches a collapse like 0.1.0's (10-15 pt)."""
+    model, metadata = load_model(MODEL_DIR)
+    source = CifakeSource(cifake_dir / "test.zip", metadata.class_names)
+    chosen = choose_samples(source.split("test"), 300, SEED)
+    labels = np.array([sample.label for sample in chosen])
+    originals = [source.read_bytes(sample) for sample in chosen]
+    decoded = [decode_image(data) for data in originals]
+
+    def served_accuracy(files: list[bytes]) -> float:
+        fake = fake_probabilities(model, metadata, files)
+        probabilities = np.stack([1.0 - fake, fake], axis=1)
+        kept = answered(probabilities, metadata.min_confidence)
+        return float((kept & (probabilities.argmax(1) == labels)).mean())
+
+    clean = served_accuracy(originals)
+    for side in (256, 512, 1024):
+        upscaled = served_accuracy([CONDITIONS[f"upscaled to {side} px, JPEG 90"](image) for image in decoded])
+        print(f"as served: clean {clean:.2%}, upscaled to {side} px {upscaled:.2%}")
+        assert clean - upscaled <= 0.08, side

@@ -54,6 +54,8 @@ class TrainConfig:
     device: str = "auto"
     num_threads: int | None = None
     patience: int = 2                     # early stopping: epochs without val-accuracy improvement
+    abstention_coverage: float = 0.975    # share of validation images answered REAL/FAKE; the rest UNCERTAIN
+                                          # (sets metadata.min_confidence; 1.0 never abstains)
     log_every: int = 50
     version: str = "0.1.0"
 

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from detector.data import CifakeSource, LoadedSplit, choose_samples, content_sha256, load_split  # noqa: E402
+from detector.answer import selective_figures  # noqa: E402
 from detector.metadata import ModelMetadata  # noqa: E402
 from detector.model import calibrated_probabilities, load_model, predict_logits  # noqa: E402
 from training.metrics import classification_report, roc_curve  # noqa: E402
@@ -53,6 +54,8 @@ def evaluate(model_dir: Path, data: Path, split_name: str, limit: int | None = N
         "data": str(data), "split": split_name, "precision": precision,
         "images_per_second": round(len(loaded.labels) / seconds, 1),
         "full": classification_report(logits, loaded.labels, metadata.class_names, metadata.temperature),
+        "abstention": selective_figures(calibrated_probabilities(logits, metadata.temperature).numpy(), loaded.labels,
+                                        metadata.min_confidence),
     }
     if split_name == "test" and not limit:
         duplicates = train_duplicate_mask(source, loaded)
@@ -81,6 +84,10 @@ def markdown(report: dict[str, Any]) -> str:
         per = {c: "{precision:.4f} / {recall:.4f} / {f1:.4f}".format(**r["per_class"][c]) for c in ("REAL", "FAKE")}
         lines.append(f"| {name} | {r['count']} | {r['accuracy']:.2%} | {r['roc_auc']:.5f} | {r['ece']:.4f} | "
                      f"{r['nll']:.4f} | {per['REAL']} | {per['FAKE']} |")
+    abstention = report["abstention"]
+    lines += ["", f"As served, UNCERTAIN below calibrated confidence {abstention['min_confidence']:.4f} (fitted on "
+              f"validation): {abstention['coverage']:.2%} of the split answered REAL or FAKE, "
+              f"{abstention['accuracy_answered']:.2%} of those right. The table above is the forced binary answer."]
     matrix = report["full"]["confusion_matrix"]["matrix"]
     lines += ["", "Confusion matrix (full split; rows true, columns predicted):", "",
               "| | pred REAL | pred FAKE |", "|---|---|---|",

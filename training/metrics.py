@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from detector.answer import fit_min_confidence, selective_figures
 from detector.model import calibrated_probabilities
 
 
@@ -89,3 +90,11 @@ def fit_temperature(logits: torch.Tensor, labels: np.ndarray) -> float:
 
     optimizer.step(closure)
     return float(log_t.exp().item())
+
+
+def fit_abstention(probabilities: np.ndarray, labels: np.ndarray, coverage: float) -> dict[str, Any]:
+    """The UNCERTAIN threshold that answers ``coverage`` of these (validation) images, and what it gives there;
+    ``coverage`` 1.0 never abstains."""
+    threshold = fit_min_confidence(probabilities, coverage) if coverage < 1.0 else 0.0
+    return {"fitted_on": "validation", "target_coverage": coverage,
+            **selective_figures(probabilities, labels, threshold)}

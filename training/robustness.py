@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageFilter  # noqa: E402
 
+from detector.answer import answered  # noqa: E402
 from detector.data import CifakeSource, choose_samples  # noqa: E402
 from detector.metadata import ModelMetadata  # noqa: E402
 from detector.model import AlignedClassifier, calibrated_probabilities, load_model, predict_logits  # noqa: E402
@@ -72,7 +73,7 @@ CONDITIONS: dict[str, Transform | None] = {
 }
 
 
-def _classify(model: AlignedClassifier, metadata: ModelMetadata, files: list[bytes]) -> np.ndarray:
+def fake_probabilities(model: AlignedClassifier, metadata: ModelMetadata, files: list[bytes]) -> np.ndarray:
     """FAKE probabilities for encoded files, through the exact serving preprocessing."""
     batch = np.stack([load_aligned(f, metadata.input_size, metadata.downsample_filter).transpose(2, 0, 1) for f in files])
     logits = predict_logits(model, torch.from_numpy(batch), batch_size=128)
@@ -89,11 +90,13 @@ def cifake_conditions(model: AlignedClassifier, metadata: ModelMetadata, data: P
     rows = []
     for name, transform in CONDITIONS.items():
         files = originals if transform is None else [transform(image) for image in decoded]
-        fake = _classify(model, metadata, files)
+        fake = fake_probabilities(model, metadata, files)
         predicted = (fake >= 0.5).astype(int)
+        kept = answered(np.stack([1.0 - fake, fake], axis=1), metadata.min_confidence)
         rows.append({"condition": name, "images": len(files), "accuracy": float((predicted == labels).mean()),
                      "real_recall": float((predicted[labels == 0] == 0).mean()),
-                     "fake_recall": float((predicted[labels == 1] == 1).mean())})
+                     "fake_recall": float((predicted[labels == 1] == 1).mean()),
+                     "coverage": float(kept.mean()), "served_accuracy": float((kept & (predicted == labels)).mean())})
         print(f"[robustness] {name}: accuracy {rows[-1]['accuracy']:.2%}", file=sys.stderr, flush=True)
     return rows
 
@@ -126,7 +129,7 @@ def outside_photos(seed: int, crops_per_photo: int = 8) -> dict[str, list[bytes]
 def outside_rows(model: AlignedClassifier, metadata: ModelMetadata, seed: int) -> list[dict[str, Any]]:
     rows = []
     for name, files in outside_photos(seed).items():
-        fake = _classify(model, metadata, files)
+        fake = fake_probabilities(model, metadata, files)
         rows.append({"set": name, "images": len(files), "false_positive_rate": float((fake >= 0.5).mean()),
                      "mean_fake_probability": float(fake.mean())})
         print(f"[robustness] {name}: FPR {rows[-1]['false_positive_rate']:.1%}", file=sys.stderr, flush=True)
@@ -137,10 +140,15 @@ def markdown(report: dict[str, Any]) -> str:
     clean = report["cifake"][0]["accuracy"]
     lines = [f"# Robustness of ai_detector {report['model_version']} (align {report['align_size']})", "",
              f"Fixed sample of {report['cifake'][0]['images']} official test images (seed {report['seed']}), each "
-             "changed as below, then decoded and aligned exactly as the server does.", "",
-             "| condition | accuracy | Δ vs clean | REAL recall | FAKE recall |", "|---|---|---|---|---|"]
+             "changed as below, then decoded and aligned exactly as the server does. *Accuracy*: the forced binary "
+             "answer. *As served*: right answers among all images, an UNCERTAIN answer counting as a miss "
+             f"(threshold {report['min_confidence']:.4f}); *answered*: the share not UNCERTAIN.", "",
+             "| condition | accuracy | Δ vs clean | REAL recall | FAKE recall | as served | Δ vs clean | answered |",
+             "|---|---|---|---|---|---|---|---|"]
+    served_clean = report["cifake"][0]["served_accuracy"]
     lines += [f"| {r['condition']} | {r['accuracy']:.2%} | {100 * (r['accuracy'] - clean):+.2f} pt | "
-              f"{r['real_recall']:.2%} | {r['fake_recall']:.2%} |" for r in report["cifake"]]
+              f"{r['real_recall']:.2%} | {r['fake_recall']:.2%} | {r['served_accuracy']:.2%} | "
+              f"{100 * (r['served_accuracy'] - served_clean):+.2f} pt | {r['coverage']:.2%} |" for r in report["cifake"]]
     lines += ["", "Real photographs from outside CIFAKE (every FAKE answer is a false positive):", "",
               "| set | images | false-positive rate | mean P(FAKE) |", "|---|---|---|---|"]
     lines += [f"| {r['set']} | {r['images']} | {r['false_positive_rate']:.1%} | {r['mean_fake_probability']:.3f} |"
@@ -175,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     model, metadata = load_model(args.model)
     report = {"model_version": metadata.version, "align_size": metadata.align_size, "seed": args.seed,
+              "min_confidence": metadata.min_confidence,
               "cifake": cifake_conditions(model, metadata, args.data, args.images, args.seed),
               "outside": outside_rows(model, metadata, args.seed)}
     args.out.mkdir(parents=True, exist_ok=True)

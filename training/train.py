@@ -24,12 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from detector.backbones import load_imagenet_weights
-from detector.data import CifakeSource, dataset_sha256, load_split, stratified_split
+from detector.data import CifakeSource, Sample, dataset_sha256, load_split, stratified_split
 from detector.metadata import ModelMetadata
-from detector.model import AlignedClassifier, autocast_dtype, load_model, predict_logits, save_weights
+from detector.model import (AlignedClassifier, autocast_dtype, calibrated_probabilities, load_model, predict_logits,
+                            save_weights)
 from training.augment import AugmentSettings, augment
 from training.config import TrainConfig, resolve, to_json
-from training.metrics import classification_report, fit_temperature
+from training.metrics import classification_report, fit_abstention, fit_temperature
 
 CHECKPOINT_NAME = "last.pt"
 
@@ -78,16 +79,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     metadata = ModelMetadata(architecture=config.architecture, align_size=config.final_align_size, version=config.version)
 
     source = CifakeSource(config.data, metadata.class_names)
-    train_samples = source.split("train")
-    train_idx, val_idx = stratified_split(np.array([s.label for s in train_samples]), config.val_fraction, config.seed)
-    rng = np.random.default_rng(config.seed)
-    if config.max_train_images:
-        train_idx = np.sort(rng.choice(train_idx, min(config.max_train_images, len(train_idx)), replace=False))
-    if config.max_val_images:
-        val_idx = np.sort(rng.choice(val_idx, min(config.max_val_images, len(val_idx)), replace=False))
-    log(f"[data] {config.data}: {len(train_idx)} train / {len(val_idx)} validation images, device {device}")
-    train_data = load_split(source, [train_samples[i] for i in train_idx], metadata.input_size, metadata.downsample_filter, "train")
-    val_data = load_split(source, [train_samples[i] for i in val_idx], metadata.input_size, metadata.downsample_filter, "validation")
+    train_samples, val_samples = training_and_validation(source, config)
+    log(f"[data] {config.data}: {len(train_samples)} train / {len(val_samples)} validation images, device {device}")
+    train_data = load_split(source, train_samples, metadata.input_size, metadata.downsample_filter, "train")
+    val_data = load_split(source, val_samples, metadata.input_size, metadata.downsample_filter, "validation")
     data_hash = dataset_sha256(train_data, val_data)
 
     train_images = torch.from_numpy(train_data.images).to(device)
@@ -192,6 +187,19 @@ def epoch_order(generator: torch.Generator, train_count: int, images: int, order
     return torch.randperm(train_count, generator=generator)[:images]
 
 
+def training_and_validation(source: CifakeSource, config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
+    """The run's training images and its validation split (stratified, seeded, carved from train), each
+    capped by ``max_train_images`` / ``max_val_images``: the same lists for every run with the same seed."""
+    samples = source.split("train")
+    train_idx, val_idx = stratified_split(np.array([s.label for s in samples]), config.val_fraction, config.seed)
+    rng = np.random.default_rng(config.seed)
+    if config.max_train_images:
+        train_idx = np.sort(rng.choice(train_idx, min(config.max_train_images, len(train_idx)), replace=False))
+    if config.max_val_images:
+        val_idx = np.sort(rng.choice(val_idx, min(config.max_val_images, len(val_idx)), replace=False))
+    return [samples[i] for i in train_idx], [samples[i] for i in val_idx]
+
+
 def finalise(output: Path, metadata: ModelMetadata, val_images: torch.Tensor, val_labels: np.ndarray,
              config: TrainConfig, data_hash: str, wall_seconds: float, device: torch.device) -> Path:
     """Fit the temperature on validation and write the metadata that ships with the weights."""
@@ -201,17 +209,22 @@ def finalise(output: Path, metadata: ModelMetadata, val_images: torch.Tensor, va
     temperature = fit_temperature(logits, val_labels)
     report = classification_report(logits, val_labels, metadata.class_names, temperature)
     uncalibrated = classification_report(logits, val_labels, metadata.class_names, 1.0)
+    abstention = fit_abstention(calibrated_probabilities(logits, temperature).numpy(), val_labels,
+                                config.abstention_coverage)
     metrics = {
         "validation": {k: report[k] for k in ("count", "accuracy", "roc_auc", "ece", "nll")},
         "validation_ece_before_calibration": uncalibrated["ece"],
+        "abstention": abstention,
         "training": {"wall_seconds": round(wall_seconds, 1), "device": str(device), "threads": torch.get_num_threads(),
                      "machine": machine_description(),
                      "torch": torch.__version__},
     }
-    final = replace(metadata, temperature=temperature, training_data_sha256=data_hash, metrics=metrics)
+    final = replace(metadata, temperature=temperature, min_confidence=abstention["min_confidence"],
+                    training_data_sha256=data_hash, metrics=metrics)
     final.save(output)
     log(f"[done] validation accuracy {report['accuracy']:.4%}, temperature {temperature:.3f}, "
-        f"ECE {uncalibrated['ece']:.4f} -> {report['ece']:.4f}; wrote {output}")
+        f"ECE {uncalibrated['ece']:.4f} -> {report['ece']:.4f}, UNCERTAIN below confidence "
+        f"{abstention['min_confidence']:.4f} ({abstention['coverage']:.2%} answered); wrote {output}")
     return output
 
 

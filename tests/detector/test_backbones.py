@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from detector.answer import UNCERTAIN
 from detector.backbones import ARCHITECTURES, ClassifierHead, build_backbone, load_imagenet_weights
 from detector.metadata import ModelMetadata
 from detector.model import AlignedClassifier
@@ -67,6 +68,6 @@ def test_backbone_trains_exports_and_serves_unchanged(architecture: str, flags: 
         context = FakeContext(Path("."), "unused")
         context.headers = {0: {"explain": "True"}}
         responses = handler.handle([{"body": data} for _, data in cifake_images[:2]], context)
-        assert all(r["label"] in ("REAL", "FAKE") for r in responses)
+        assert all(r["label"] in ("REAL", "FAKE", UNCERTAIN) for r in responses)
         cam = np.array(responses[0]["gradcam"]["map"])
         assert cam.ndim == 2 and cam.max() == pytest.approx(1.0, abs=1e-3)

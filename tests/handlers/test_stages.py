@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from detector.answer import UNCERTAIN, forced_label
 from detector.metadata import ModelMetadata
 from detector.preprocessing import DecodeLimits, InvalidImageError
 from handlers.ai_detector_handler import AIDetectorHandler
-from handlers.stages import HandlerSettings, PreparedBatch, extract_image_bytes, postprocess, preprocess
+from handlers.stages import HandlerSettings, PreparedBatch, batch_metrics, extract_image_bytes, postprocess, preprocess
 from tests.conftest import encode, photo
 
 JPEG = encode(photo(64, 64), "JPEG")
@@ -102,14 +103,48 @@ def test_postprocess_applies_the_temperature_and_keeps_request_order() -> None:
     logits = np.array([[2.0, 0.0], [0.0, 3.0]], dtype=np.float32)
     prepared = PreparedBatch(images=np.zeros((2, 3, 32, 32), np.uint8), positions=[0, 2],
                              errors={1: InvalidImageError("bad", status=400)})
-    responses = postprocess(logits, prepared, metadata, "torchscript", "9.9.9-onnx")
+    responses = postprocess(logits, prepared, metadata, "torchscript", "9.9.9-onnx", min_confidence=0.0)
     assert [r.get("label") for r in responses] == ["REAL", None, "FAKE"]
+    assert not any("abstained" in r for r in responses)
     assert responses[1] == {"code": 400, "type": "InvalidImage", "message": "bad"}
     expected = torch.softmax(torch.tensor(logits) / 2.0, dim=1).numpy()
     assert responses[0]["probabilities"]["REAL"] == pytest.approx(float(expected[0, 0]), abs=1e-6)
     assert responses[2]["probabilities"]["FAKE"] == pytest.approx(float(expected[1, 1]), abs=1e-6)
     assert sum(responses[2]["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
     assert responses[0]["model_version"] == "9.9.9-onnx" and responses[0]["backend"] == "torchscript"
+
+
+def test_answers_below_the_operating_confidence_are_uncertain_with_the_reason() -> None:
+    metadata = ModelMetadata(temperature=1.0, min_confidence=0.9)
+    logits = np.array([[0.0, 1.0], [0.0, 4.0], [3.0, 0.0]], dtype=np.float32)   # P(top) 0.731, 0.982, 0.953
+    prepared = PreparedBatch(images=np.zeros((3, 3, 32, 32), np.uint8), positions=[0, 1, 2])
+    responses = postprocess(logits, prepared, metadata, "onnx", "1.0", HandlerSettings.from_yaml({}).abstain_below(metadata))
+    assert [r["label"] for r in responses] == ["UNCERTAIN", "FAKE", "REAL"]
+    abstained = responses[0]["abstained"]
+    assert abstained["reason"] == "low_confidence" and abstained["leaning"] == "FAKE" and abstained["threshold"] == 0.9
+    assert abstained["confidence"] == pytest.approx(responses[0]["probabilities"]["FAKE"], abs=1e-6)
+    assert "abstained" not in responses[1] and "abstained" not in responses[2]
+    forced = postprocess(logits, prepared, metadata, "onnx", "1.0", HandlerSettings.from_yaml({"min_confidence": "off"})
+                         .abstain_below(metadata))
+    assert [r["label"] for r in forced] == ["FAKE", "FAKE", "REAL"]
+
+
+def test_uncertain_answers_are_counted_under_their_own_label() -> None:
+    prepared = PreparedBatch(images=np.zeros((3, 3, 32, 32), np.uint8), positions=[0, 1, 2])
+    responses = [{"label": "FAKE"}, {"label": UNCERTAIN}, {"label": UNCERTAIN}]
+    samples = {(m.name, m.dimensions): m.value for m in batch_metrics(prepared, responses, 1.0, 2.0)}
+    assert samples[("Predictions", (("Label", UNCERTAIN),))] == 2 and samples[("Predictions", (("Label", "FAKE"),))] == 1
+
+
+def test_operating_confidence_is_the_models_unless_the_archive_sets_it() -> None:
+    metadata = ModelMetadata(min_confidence=0.93)
+    assert HandlerSettings.from_yaml({}).abstain_below(metadata) == 0.93
+    assert HandlerSettings.from_yaml({"min_confidence": "model"}).abstain_below(metadata) == 0.93
+    assert HandlerSettings.from_yaml({"min_confidence": False}).abstain_below(metadata) == 0.0   # YAML's bare off
+    assert HandlerSettings.from_yaml({"min_confidence": 0.8}).abstain_below(metadata) == 0.8
+    for bad in (0.3, 1.0, "sometimes", True):
+        with pytest.raises(ValueError, match="min_confidence"):
+            HandlerSettings.from_yaml({"min_confidence": bad})
 
 
 def test_thread_count_comes_from_the_environment_then_the_archive_then_the_cores() -> None:
@@ -143,14 +178,14 @@ def test_handle_answers_every_request_of_a_mixed_batch(initialised, cifake_image
     assert context.content_types == {i: "application/json" for i in range(len(batch))}
     assert context.statuses[1][0] == 400 and context.statuses[3][0] == 415
     for index in (0, 2, 4, 5):
-        assert responses[index]["label"] in ("REAL", "FAKE")
+        assert responses[index]["label"] in ("REAL", "FAKE", UNCERTAIN)
         assert sum(responses[index]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert responses[1]["type"] == "EmptyInput" and responses[3]["type"] == "UnsupportedFormat"
     metrics = context.metrics
     assert metrics.total("BatchSize") == 6
     assert metrics.total("InputErrors", ErrorType="EmptyInput") == 1
     assert metrics.total("InputErrors", ErrorType="UnsupportedFormat") == 1
-    assert metrics.total("Predictions", Label="REAL") + metrics.total("Predictions", Label="FAKE") == 4
+    assert sum(metrics.total("Predictions", Label=label) for label in ("REAL", "FAKE", UNCERTAIN)) == 4
     assert metrics.total("InferenceMs") > 0 and metrics.total("PreprocessMs") > 0
     assert {kind for name, *_, kind in metrics.emitted if name == "BatchSize"} == {"histogram"}
 
@@ -172,7 +207,7 @@ def test_items_of_one_enveloped_request_keep_their_errors_in_the_body(initialise
     context.request_ids = {0: "one-http-request"}
     instances = [{"data": base64.b64encode(cifake_images[0][1]).decode()}, {"data": "not base64!"}]
     responses = handler.handle(instances, context)
-    assert responses[0]["label"] in ("REAL", "FAKE") and responses[1]["code"] == 415
+    assert responses[0]["label"] in ("REAL", "FAKE", UNCERTAIN) and responses[1]["code"] == 415
     assert context.statuses == {} and context.content_types == {}
 
 
@@ -183,7 +218,7 @@ def test_explanation_requests_get_a_gradcam_and_predictions_do_not(initialised, 
     responses = handler.handle([{"body": cifake_images[0][1]}, {"body": cifake_images[-1][1]}, {"body": b"junk"}], context)
     assert "gradcam" not in responses[0] and responses[2]["code"] == 415
     explained = responses[1]
-    assert explained["label"] in ("REAL", "FAKE") and np.array(explained["gradcam"]["map"]).shape == (7, 7)
+    assert explained["label"] in ("REAL", "FAKE", UNCERTAIN) and np.array(explained["gradcam"]["map"]).shape == (7, 7)
     assert base64.b64decode(explained["gradcam"]["png"])[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -195,8 +230,8 @@ def test_spectral_second_opinion_is_reported_but_never_sets_the_label(initialise
     for response in responses:
         spectral = response["spectral"]
         assert 0.0 <= spectral["p_fake"] <= 1.0 and spectral["test_accuracy"] == handler.spectral.metrics["test_accuracy"]
-        assert response["label"] == max(response["probabilities"], key=response["probabilities"].get)  # the CNN's
-        disagreements += (spectral["p_fake"] > 0.5) != (response["label"] == "FAKE")
+        assert forced_label(response) == max(response["probabilities"], key=response["probabilities"].get)  # the CNN's
+        disagreements += (spectral["p_fake"] > 0.5) != (forced_label(response) == "FAKE")
     assert disagreements > 0, "with ~80 % accuracy the score must disagree with the CNN somewhere in 40 images"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from detector.answer import UNCERTAIN, forced_label
 from ops.client import DetectorClient
 from ops.server import render_config, start, stop, with_model_api_and_no_models  # noqa: F401 (re-exported)
 from tests.conftest import MODEL_STORE, REPO
@@ -54,7 +55,10 @@ def metrics_url(client: DetectorClient) -> str:
 
 
 def check_schema(body: dict) -> None:
-    assert body["label"] in ("REAL", "FAKE")
+    assert body["label"] in ("REAL", "FAKE", UNCERTAIN)
     assert set(body["probabilities"]) == {"REAL", "FAKE"}
     assert abs(body["probabilities"]["REAL"] + body["probabilities"]["FAKE"] - 1.0) < 1e-5
-    assert body["label"] == max(body["probabilities"], key=body["probabilities"].get)
+    assert forced_label(body) == max(body["probabilities"], key=body["probabilities"].get)
+    if body["label"] == UNCERTAIN:
+        assert body["abstained"]["reason"] == "low_confidence"
+        assert body["abstained"]["confidence"] < body["abstained"]["threshold"]

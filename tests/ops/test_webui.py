@@ -36,7 +36,7 @@ def test_proxy_keeps_the_key_server_side_and_answers_json(webui_url: str, cifake
     page = requests.get(webui_url, timeout=10)
     assert page.status_code == 200 and "Content-Security-Policy" in page.headers and "Bearer" not in page.text
     answer = requests.post(webui_url + "api/predict", data=cifake_images[0][1], timeout=60)  # no key sent
-    assert answer.status_code == 200 and answer.json()["label"] in ("REAL", "FAKE")
+    assert answer.status_code == 200 and answer.json()["label"] in ("REAL", "FAKE", "UNCERTAIN")
     refused = requests.post(webui_url + "api/explain", data=b"%PDF-1.4", timeout=60)
     assert refused.status_code == 415 and refused.json()["type"] == "UnsupportedFormat"
     assert requests.post(webui_url + "api/other", data=b"x", timeout=10).status_code == 404
@@ -64,7 +64,7 @@ def test_page_shows_labels_heatmaps_and_a_clear_error(webui_url: str, cifake_ima
             labels = page.locator("[data-testid=label]")
             expect(labels).to_have_count(2, timeout=60_000)
             for text in labels.all_inner_texts():
-                assert text.split(" ")[0] in ("REAL", "FAKE") and "%" in text
+                assert text.split(" ")[0] in ("REAL", "FAKE", "UNCERTAIN") and "%" in text
             error = page.locator("[data-testid=error]")
             expect(error).to_have_count(1)
             expect(error).to_contain_text("Rejected (415)")

@@ -61,6 +61,9 @@ def test_tiny_training_run_writes_a_servable_checkpoint_and_resumes(cifake_dir: 
     metadata = ModelMetadata.load(output)
     assert metadata.align_size == 48 and metadata.temperature > 0 and len(metadata.training_data_sha256) == 64
     assert metadata.metrics["validation"]["count"] == 64
+    fit = metadata.metrics["abstention"]   # the UNCERTAIN threshold travels with the weights, fitted on validation
+    assert metadata.min_confidence == fit["min_confidence"] and fit["target_coverage"] == config.abstention_coverage
+    assert fit["coverage"] >= config.abstention_coverage and "UNCERTAIN below confidence" in stderr
     model, _ = load_model(output)  # safetensors: no pickle involved
     assert model(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)).shape == (1, 2)
     checkpoint = torch.load(output / CHECKPOINT_NAME, weights_only=True)  # resumable state, pickle-free too

@@ -1,0 +1,29 @@
+"""Refitting a model folder's UNCERTAIN threshold on its own validation split."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from detector.metadata import ModelMetadata
+from tests.conftest import MODEL_DIR
+from training import abstention
+
+
+def test_refit_writes_the_threshold_and_its_validation_figures_and_nothing_else(cifake_dir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(MODEL_DIR, model, ignore=shutil.ignore_patterns("reports"))
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "max_val_images": 200}))   # a fast, capped split
+    before = ModelMetadata.load(model)
+    abstention.main(["--model", str(model), "--data", str(cifake_dir), "--coverage", "0.9"])
+    after = ModelMetadata.load(model)
+    fit = after.metrics["abstention"]
+    assert after.min_confidence == fit["min_confidence"] > 0.5
+    assert fit["fitted_on"] == "validation" and fit["target_coverage"] == 0.9 and 0.9 <= fit["coverage"] < 0.92
+    assert fit["accuracy_answered"] >= after.metrics["validation"]["accuracy"] - 0.02
+    unchanged = ("temperature", "version", "training_data_sha256", "align_size", "class_names")
+    assert all(getattr(after, key) == getattr(before, key) for key in unchanged)
+    assert {k: v for k, v in after.metrics.items() if k != "abstention"} == \
+        {k: v for k, v in before.metrics.items() if k != "abstention"}
