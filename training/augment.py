@@ -1,5 +1,6 @@
-"""Training augmentation on uint8 N×3×H×W batches: JPEG re-encoding and blur (so the model does
-not hinge on fragile high-frequency cues that any re-upload destroys), then random crops and flips.
+"""Training augmentation on uint8 N×3×H×W batches: re-uploaded copies (``training.reupload``), JPEG
+re-encoding and blur (so the model does not hinge on fragile high-frequency cues that any re-upload
+destroys), then random crops and flips.
 
 Every random draw comes from the caller's generator, so a resumed run sees the same batches.
 """
@@ -26,6 +27,7 @@ class AugmentSettings:
     jpeg_quality_min: int
     blur_probability: float
     blur_sigma_max: float
+    reupload_probability: float
 
     @classmethod
     def from_config(cls, config: object) -> "AugmentSettings":
@@ -34,6 +36,19 @@ class AugmentSettings:
 
 def _chosen(n: int, probability: float, generator: torch.Generator) -> list[int]:
     return torch.nonzero(torch.rand(n, generator=generator) < probability).flatten().tolist()
+
+
+def swap_in_reuploads(images: torch.Tensor, copies: torch.Tensor, probability: float,
+                      generator: torch.Generator) -> torch.Tensor:
+    """Replace a random share of the batch by one of each image's re-uploaded copies (N x copies x 3 x H x W)."""
+    chosen = _chosen(len(images), probability, generator)
+    if not chosen:
+        return images
+    picks = torch.randint(0, copies.shape[1], (len(chosen),), generator=generator)
+    rows = torch.tensor(chosen)
+    out = images.clone()
+    out[rows.to(images.device)] = copies[rows.to(copies.device), picks.to(copies.device)].to(images.device)
+    return out
 
 
 def jpeg_reencode(images: torch.Tensor, probability: float, quality_min: int, generator: torch.Generator) -> torch.Tensor:
@@ -82,8 +97,12 @@ def crop_and_flip(x: torch.Tensor, padding: int, flip: bool, generator: torch.Ge
     return x
 
 
-def augment(images: torch.Tensor, settings: AugmentSettings, generator: torch.Generator) -> torch.Tensor:
-    """uint8 batch -> augmented float batch (0..255), ready for the model."""
+def augment(images: torch.Tensor, settings: AugmentSettings, generator: torch.Generator,
+            copies: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 batch -> augmented float batch (0..255), ready for the model; ``copies``: the batch's re-uploaded
+    copies, swapped in with ``reupload_probability`` (no draw is made without them, so older runs replay)."""
+    if copies is not None:
+        images = swap_in_reuploads(images, copies, settings.reupload_probability, generator)
     images = jpeg_reencode(images, settings.jpeg_probability, settings.jpeg_quality_min, generator)
     x = blur(images.float(), settings.blur_probability, settings.blur_sigma_max, generator)
     return crop_and_flip(x, settings.crop_padding, settings.horizontal_flip, generator)

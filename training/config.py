@@ -49,6 +49,8 @@ class TrainConfig:
     jpeg_quality_min: int = 50            # ... at a quality drawn from [jpeg_quality_min, 95]
     blur_probability: float = 0.0         # share of training images Gaussian-blurred ...
     blur_sigma_max: float = 0.8           # ... with sigma drawn from [0.3, blur_sigma_max] (3×3 kernel)
+    reupload_probability: float = 0.0     # share of training images swapped for a re-uploaded copy ...
+    reupload_bank: str | None = None      # ... from this bank (python -m training.reupload)
     precision: str = "auto"               # auto (bf16 on CPU, bf16/fp16 on CUDA), bf16, fp16, fp32
     channels_last: bool = True
     device: str = "auto"

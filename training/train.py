@@ -31,6 +31,7 @@ from detector.model import (AlignedClassifier, autocast_dtype, calibrated_probab
 from training.augment import AugmentSettings, augment
 from training.config import TrainConfig, resolve, to_json
 from training.metrics import classification_report, fit_abstention, fit_temperature
+from training.reupload import load_bank
 
 CHECKPOINT_NAME = "last.pt"
 
@@ -86,6 +87,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     data_hash = dataset_sha256(train_data, val_data)
 
     train_images = torch.from_numpy(train_data.images).to(device)
+    reuploads = load_reuploads(config, train_samples, metadata, device)
     train_labels = torch.from_numpy(train_data.labels).to(device)
     val_images = torch.from_numpy(val_data.images)
 
@@ -136,7 +138,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         epoch_start, seen, running_loss = time.monotonic(), 0, 0.0
         for step in range(steps[epoch]):
             index = order[step * config.batch_size:(step + 1) * config.batch_size]
-            images = augment(train_images[index], augment_settings, generator)
+            images = augment(train_images[index], augment_settings, generator,
+                             None if reuploads is None else reuploads[index])
             images = images.contiguous(memory_format=memory_format)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 loss = F.cross_entropy(model(images), train_labels[index], label_smoothing=config.label_smoothing)
@@ -185,6 +188,19 @@ def epoch_order(generator: torch.Generator, train_count: int, images: int, order
     the same batches and a stage with another order_seed reaches images a capped stage left out."""
     generator.manual_seed(order_seed * 1000 + epoch)
     return torch.randperm(train_count, generator=generator)[:images]
+
+
+def load_reuploads(config: TrainConfig, train_samples: list[Sample], metadata: ModelMetadata,
+                   device: torch.device) -> torch.Tensor | None:
+    """The training images' re-uploaded copies (training.reupload) when the run swaps some in, else None."""
+    if not config.reupload_probability:
+        return None
+    if not config.reupload_bank:
+        raise ValueError("reupload_probability needs reupload_bank: build one with python -m training.reupload")
+    copies = torch.from_numpy(load_bank(Path(config.reupload_bank), train_samples, metadata)).to(device)
+    log(f"[data] {copies.shape[1]} re-uploaded copies per training image from {config.reupload_bank}, "
+        f"swapped in for {config.reupload_probability:.0%} of the images")
+    return copies
 
 
 def training_and_validation(source: CifakeSource, config: TrainConfig) -> tuple[list[Sample], list[Sample]]:

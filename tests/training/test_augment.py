@@ -2,7 +2,7 @@
 
 import torch
 
-from training.augment import AugmentSettings, augment, blur, crop_and_flip, jpeg_reencode
+from training.augment import AugmentSettings, augment, blur, crop_and_flip, jpeg_reencode, swap_in_reuploads
 
 
 def _batch(n: int = 16, seed: int = 0) -> torch.Tensor:
@@ -45,10 +45,31 @@ def test_crop_and_flip_without_padding_only_mirrors():
 
 def test_augment_is_reproducible_from_the_generator():
     settings = AugmentSettings(crop_padding=4, horizontal_flip=True, jpeg_probability=0.5, jpeg_quality_min=50,
-                               blur_probability=0.5, blur_sigma_max=0.8)
+                               blur_probability=0.5, blur_sigma_max=0.8, reupload_probability=0.5)
     images = _batch()
     first = augment(images, settings, torch.Generator().manual_seed(4))
     again = augment(images, settings, torch.Generator().manual_seed(4))
     other = augment(images, settings, torch.Generator().manual_seed(5))
     assert first.dtype == torch.float32 and first.shape == images.shape
     assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_reuploaded_copies_replace_the_requested_share_with_one_of_each_image_s_own_copies():
+    images = _batch(400)
+    copies = torch.stack([_batch(400, seed=10), _batch(400, seed=11)], dim=1)   # 400 x 2 x 3 x 32 x 32
+    out = swap_in_reuploads(images, copies, 0.25, torch.Generator().manual_seed(6))
+    swapped = [i for i in range(400) if not torch.equal(out[i], images[i])]
+    assert 60 <= len(swapped) <= 140
+    assert all(torch.equal(out[i], copies[i, 0]) or torch.equal(out[i], copies[i, 1]) for i in swapped)
+    assert {int(torch.equal(out[i], copies[i, 1])) for i in swapped} == {0, 1}   # both copies are drawn
+
+
+def test_augment_without_copies_draws_as_before():
+    """Runs without a re-upload bank replay exactly (the shipped recipe included): no extra random draw."""
+    settings = AugmentSettings(crop_padding=4, horizontal_flip=True, jpeg_probability=0.5, jpeg_quality_min=50,
+                               blur_probability=0.5, blur_sigma_max=0.8, reupload_probability=0.5)
+    images = _batch()
+    generator = torch.Generator().manual_seed(7)
+    expected = crop_and_flip(blur(jpeg_reencode(images, 0.5, 50, generator).float(), 0.5, 0.8, generator), 4, True,
+                             generator)
+    assert torch.equal(augment(images, settings, torch.Generator().manual_seed(7)), expected)

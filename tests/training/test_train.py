@@ -6,14 +6,16 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from detector.data import CifakeSource, stratified_split
 from detector.metadata import ModelMetadata
 from detector.model import load_model
 from training import evaluate as evaluate_cli
+from training import reupload
 from training.config import resolve
-from training.train import CHECKPOINT_NAME, epoch_order, train
+from training.train import CHECKPOINT_NAME, epoch_order, train, training_and_validation
 
 TINY = ["--max-train-images", "192", "--max-val-images", "64", "--phases", "32:1,48:1", "--final-align-size", "48",
         "--batch-size", "32", "--eval-batch-size", "64", "--log-every", "2", "--num-threads", "2"]
@@ -85,3 +87,22 @@ def test_tiny_training_run_writes_a_servable_checkpoint_and_resumes(cifake_dir: 
     assert report["full"]["count"] == 64 and 0.0 <= report["full"]["accuracy"] <= 1.0
     for plot in ("confusion_matrix.png", "roc.png", "reliability.png"):
         assert (tmp_path / "reports" / plot).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_training_swaps_in_re_uploaded_copies_from_a_bank_that_covers_its_images(cifake_dir: Path, tmp_path: Path,
+                                                                                  capsys) -> None:
+    bank = tmp_path / "bank.npz"
+    config, _ = resolve(["--data", str(cifake_dir), "--output", str(tmp_path / "run"), *TINY,
+                         "--reupload-probability", "0.5"])
+    with pytest.raises(ValueError, match="needs reupload_bank"):
+        train(config)
+    source = CifakeSource(cifake_dir)
+    train_samples, _ = training_and_validation(source, config)
+    reupload.save_bank(bank, [s.key for s in train_samples],
+                       reupload.build_bank(source, train_samples, copies=1, seed=0, workers=2),
+                       {"input_size": 32, "downsample_filter": "bicubic"})
+    config, _ = resolve(["--data", str(cifake_dir), "--output", str(tmp_path / "run"), *TINY,
+                         "--reupload-probability", "0.5", "--reupload-bank", str(bank)])
+    train(config)
+    assert "1 re-uploaded copies per training image" in capsys.readouterr().err
+    assert ModelMetadata.load(tmp_path / "run").metrics["validation"]["count"] == 64
