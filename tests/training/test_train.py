@@ -84,7 +84,10 @@ def test_tiny_training_run_writes_a_servable_checkpoint_and_resumes(cifake_dir: 
     evaluate_cli.main(["--model", str(output), "--data", str(cifake_dir), "--split", "test", "--limit", "64",
                        "--out", str(tmp_path / "reports")])
     report = json.loads((tmp_path / "reports" / "test_report.json").read_text())
-    assert report["full"]["count"] == 64 and 0.0 <= report["full"]["accuracy"] <= 1.0
+    matrix = np.array(report["full"]["confusion_matrix"]["matrix"])
+    assert report["full"]["count"] == 64 == matrix.sum()
+    assert report["full"]["accuracy"] == pytest.approx(np.trace(matrix) / 64)   # the table and the figure agree
+    assert report["abstention"]["min_confidence"] == ModelMetadata.load(output).min_confidence
     for plot in ("confusion_matrix.png", "roc.png", "reliability.png"):
         assert (tmp_path / "reports" / plot).read_bytes()[:4] == b"\x89PNG"
 
@@ -106,3 +109,30 @@ def test_training_swaps_in_re_uploaded_copies_from_a_bank_that_covers_its_images
     train(config)
     assert "1 re-uploaded copies per training image" in capsys.readouterr().err
     assert ModelMetadata.load(tmp_path / "run").metrics["validation"]["count"] == 64
+
+
+def test_a_run_stopped_after_its_first_epoch_resumes_to_the_same_weights(cifake_dir: Path, tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    """Same seed, CPU, same threads: the resumed run must end bit-identical to one that never stopped
+    (model, optimiser, schedule, scaler and the epoch's random draws all come back from the checkpoint)."""
+    whole, _ = resolve(["--data", str(cifake_dir), "--output", str(tmp_path / "whole"), *TINY])
+    train(whole)
+    stopped, _ = resolve(["--data", str(cifake_dir), "--output", str(tmp_path / "stopped"), *TINY])
+    real_save = torch.save
+
+    def save_then_stop(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt("stopped after the first epoch's checkpoint")
+
+    monkeypatch.setattr("training.train.torch.save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(stopped)
+    monkeypatch.setattr("training.train.torch.save", real_save)
+    assert json.loads(torch.load(tmp_path / "stopped" / CHECKPOINT_NAME, weights_only=True)["state"])["epoch"] == 1
+    train(stopped, resume=True)
+    resumed, uninterrupted = (torch.load(tmp_path / run / CHECKPOINT_NAME, weights_only=True)["model"]
+                              for run in ("stopped", "whole"))   # fp32, before the fp16 safetensors export
+    assert resumed.keys() == uninterrupted.keys()
+    for name, tensor in resumed.items():
+        assert torch.equal(tensor, uninterrupted[name]), name
+    assert (tmp_path / "stopped" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
