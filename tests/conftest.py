@@ -1,4 +1,4 @@
-"""Shared fixtures: the shipped model, the built artifacts and real CIFAKE images from shared/."""
+"""Shared fixtures: the shipped model, the built artifacts, real CIFAKE images from shared/, and a fake TorchServe context for handler tests without a server."""
 
 from __future__ import annotations
 
@@ -63,3 +63,39 @@ def photo(width: int, height: int, seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, size=(max(height // 16, 2), max(width // 16, 2), 3), dtype=np.uint8)
     return Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
+
+
+class FakeMetrics:
+    """ts.metrics cache stand-in (handler tests without a server): records what the handler emits."""
+
+    def __init__(self) -> None:
+        self.emitted: list[tuple[str, float, str, dict[str, str], str]] = []
+
+    def add_metric(self, name, value, unit, idx=None, dimensions=(), metric_type=None) -> None:
+        self.emitted.append((name, value, unit, {d.name: d.value for d in dimensions}, metric_type.value))
+
+    def total(self, name: str, **dimensions: str) -> float:
+        return sum(v for n, v, _, dims, _ in self.emitted if n == name and all(dims.get(k) == x for k, x in dimensions.items()))
+
+
+class FakeContext:
+    """The parts of ts.context.Context the handler uses, recording per-request statuses and metrics."""
+
+    def __init__(self, model_dir: Path, serialized_file: str, handler_yaml: dict | None = None) -> None:
+        self.system_properties = {"model_dir": str(model_dir), "gpu_id": None, "batch_size": 8}
+        self.manifest = {"model": {"serializedFile": serialized_file, "modelVersion": "1.2.3"}}
+        self.model_yaml_config = {"handler": handler_yaml or {}}
+        self.statuses: dict[int, tuple[int, str]] = {}
+        self.content_types: dict[int, str] = {}
+        self.metrics = FakeMetrics()
+        self.request_ids: dict[int, str] | None = None   # TorchServe sets one id per HTTP request of the batch
+        self.headers: dict[int, dict[str, str]] = {}     # per request; /explanations sets explain=True
+
+    def get_request_header(self, idx: int, key: str) -> str | None:
+        return self.headers.get(idx, {}).get(key)
+
+    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
+        self.statuses[idx] = (code, phrase)
+
+    def set_response_content_type(self, idx: int, value: str) -> None:
+        self.content_types[idx] = value

@@ -14,7 +14,7 @@ from detector.metadata import ModelMetadata
 from detector.model import AlignedClassifier
 from export.export import export_all
 from handlers.ai_detector_handler import AIDetectorHandler
-from tests.handlers.test_stages import FakeContext
+from tests.conftest import FakeContext
 from tests.training.test_train import TINY
 from training.config import resolve
 from training.train import train

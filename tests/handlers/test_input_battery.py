@@ -9,7 +9,7 @@ import pytest
 
 from detector.answer import UNCERTAIN
 from handlers.ai_detector_handler import AIDetectorHandler
-from tests.handlers.test_stages import FakeContext
+from tests.conftest import FakeContext
 from tests.input_battery import OK, configured_limits, as_torchserve_request, build_battery
 
 

@@ -13,7 +13,7 @@ from detector.answer import UNCERTAIN
 from detector.model import load_model
 from handlers.ai_detector_handler import AIDetectorHandler
 from tests.conftest import MODEL_DIR
-from tests.handlers.test_stages import FakeContext
+from tests.conftest import FakeContext
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from handlers.ai_detector_handler import AIDetectorHandler
 from handlers.selfcheck import SELFCHECK_FILENAME, SelfCheck, probability_agreement, within_quantisation_tolerance
 from handlers.stages import EagerFallbackBackend, load_backend
 from tests.conftest import MODEL_DIR
-from tests.handlers.test_stages import FakeContext
+from tests.conftest import FakeContext
 
 
 def test_agreement_figures_and_the_quantisation_bar() -> None:
