@@ -1,4 +1,5 @@
-"""Shared fixtures: the shipped model, the built artifacts, real CIFAKE images from shared/, and a fake TorchServe context for handler tests without a server."""
+"""Shared fixtures: the shipped model, the built artifacts, real CIFAKE images from shared/, and a fake
+TorchServe context for handler tests without a server."""
 
 from __future__ import annotations
 
