@@ -1,10 +1,12 @@
 """The web page end to end in headless Chromium (Playwright) against a real TorchServe:
-upload real CIFAKE images and a bad file at once, see labels, confidence bars, Grad-CAM and the error."""
+upload real CIFAKE images and a bad file at once, see labels (an UNCERTAIN one included), confidence bars,
+Grad-CAM and the error."""
 
 from __future__ import annotations
 
 import shutil
 import threading
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from tests.integration.conftest import server  # noqa: F401  (the shared real To
 
 pytestmark = pytest.mark.integration
 SCREENSHOT = REPO / "build" / "test-output" / "webui.png"
+UNCERTAIN_IMAGE = "test/FAKE/102 (10).jpg"   # P(REAL) 0.775, below model 0.4.1's 0.795: answered UNCERTAIN
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 
@@ -42,7 +45,8 @@ def test_proxy_keeps_the_key_server_side_and_answers_json(webui_url: str, cifake
     assert requests.post(webui_url + "api/other", data=b"x", timeout=10).status_code == 404
 
 
-def test_page_shows_labels_heatmaps_and_a_clear_error(webui_url: str, cifake_images, tmp_path: Path) -> None:
+def test_page_shows_labels_heatmaps_and_a_clear_error(webui_url: str, cifake_images, cifake_dir: Path,
+                                                      tmp_path: Path) -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian chromium not installed (make test installs it: scripts/setup_test_tools.sh)")
@@ -52,6 +56,9 @@ def test_page_shows_labels_heatmaps_and_a_clear_error(webui_url: str, cifake_ima
     for name, (truth, data) in (("real.jpg", cifake_images[0]), ("fake.jpg", cifake_images[-1])):
         (tmp_path / name).write_bytes(data)
         uploads.append(tmp_path / name)
+    with zipfile.ZipFile(cifake_dir / "test.zip") as archive:
+        (tmp_path / "uncertain.jpg").write_bytes(archive.read(UNCERTAIN_IMAGE))
+    uploads.append(tmp_path / "uncertain.jpg")
     (tmp_path / "notes.jpg").write_text("this is text with an image's name")
     uploads.append(tmp_path / "notes.jpg")
 
@@ -62,15 +69,16 @@ def test_page_shows_labels_heatmaps_and_a_clear_error(webui_url: str, cifake_ima
             page.goto(webui_url)
             page.set_input_files("#files", [str(p) for p in uploads])     # several files at once
             labels = page.locator("[data-testid=label]")
-            expect(labels).to_have_count(2, timeout=60_000)
+            expect(labels).to_have_count(3, timeout=60_000)
             for text in labels.all_inner_texts():
                 assert text.split(" ")[0] in ("REAL", "FAKE", "UNCERTAIN") and "%" in text
+            expect(labels.filter(has_text="UNCERTAIN")).to_contain_text("leans REAL")
             error = page.locator("[data-testid=error]")
             expect(error).to_have_count(1)
             expect(error).to_contain_text("Rejected (415)")
             expect(error).to_contain_text("not a recognised image format")
-            expect(page.locator("img[alt=Grad-CAM]")).to_have_count(2)
-            assert page.locator(".bar > div").count() == 2
+            expect(page.locator("img[alt=Grad-CAM]")).to_have_count(3)
+            assert page.locator(".bar > div").count() == 3
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
         finally:
