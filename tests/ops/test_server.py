@@ -7,7 +7,7 @@ import pytest
 
 from export.archive import SUMS_NAME, sha256_file
 from ops.client import read_keys
-from ops.server import ServerError, loaded_model_names, render_config, verify_archives
+from ops.server import ServerError, loaded_model_names, render_config, verify_archives, wait_ready
 from tests.conftest import REPO
 
 
@@ -44,3 +44,25 @@ def test_read_keys_reads_torchserve_key_file_and_explains_a_missing_one(tmp_path
     assert read_keys(key_file) == {"management": "m", "inference": "i", "API": "a"}
     with pytest.raises(FileNotFoundError, match="make serve"):
         read_keys(tmp_path / "absent.json")
+
+
+def test_wait_ready_treats_a_key_file_still_being_written_as_not_ready(tmp_path: Path) -> None:
+    """TorchServe creates key_file.json before it writes the keys: CI once read it empty."""
+    key_file = tmp_path / "key_file.json"
+    key_file.write_text("")
+
+    class Client:
+        polls = 0
+
+        def management(self, method: str, path: str) -> None:
+            self.polls += 1
+            if self.polls == 2:
+                key_file.write_text(json.dumps({"management": {"key": "k"}, "inference": {"key": "i"}}))
+            read_keys(key_file)
+
+        def describe(self, model: str) -> list[dict]:
+            return [{"workers": [{"status": "READY"}]}]
+
+    client = Client()
+    wait_ready(client, ["ai_detector"], tmp_path, timeout=30)
+    assert client.polls == 2   # the empty file was a "not yet", not a failure
