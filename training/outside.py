@@ -22,7 +22,6 @@ import argparse
 import csv
 import json
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from detector.answer import answered  # noqa: E402
 from detector.data import CifakeSource, choose_samples  # noqa: E402
 from detector.model import load_model  # noqa: E402
 from training.metrics import roc_curve  # noqa: E402
-from training.robustness import fake_probabilities, outside_photos  # noqa: E402
+from training.robustness import outside_photos, served_probabilities  # noqa: E402
 
 CLASS_FOLDERS = {"real": "REAL", "generated": "FAKE"}   # evaluation folder name -> the label a right answer has
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -71,22 +70,22 @@ def read_outside_folder(folder: Path) -> list[OutsideImage]:
     return images
 
 
-def answer_counts(truth: np.ndarray, p_fake: np.ndarray, min_confidence: float) -> dict[str, Any]:
+def answer_counts(truth: np.ndarray, probabilities: np.ndarray, min_confidence: float) -> dict[str, Any]:
     """How many were answered REAL / FAKE / UNCERTAIN as the server answers (``detector.answer``), and the share
-    of all images answered wrongly: UNCERTAIN is not wrong, but not answered either (``truth`` True = FAKE)."""
-    kept = answered(np.stack([1.0 - p_fake, p_fake], axis=1), min_confidence)
-    answered_fake = p_fake >= 0.5
+    of all images answered wrongly: UNCERTAIN is not wrong, but not answered either (``truth`` True = FAKE;
+    ``probabilities`` N x (REAL, FAKE))."""
+    kept = answered(probabilities, min_confidence)
+    answered_fake = probabilities.argmax(axis=1) == 1
     wrong = kept & (answered_fake != truth.astype(bool))
     return {"images": int(len(truth)), "answered_real": int((kept & ~answered_fake).sum()),
             "answered_fake": int((kept & answered_fake).sum()), "uncertain": int((~kept).sum()),
             "wrong": float(wrong.mean()) if len(truth) else 0.0}
 
 
-def risk_coverage(truth: np.ndarray, p_fake: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def risk_coverage(truth: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(coverage, risk): answering only the k most confident images, the share of those answers that is wrong."""
-    confidence = np.maximum(p_fake, 1.0 - p_fake)
-    order = np.argsort(-confidence, kind="mergesort")
-    wrong = ((p_fake[order] >= 0.5) != truth[order].astype(bool)).astype(float)
+    order = np.argsort(-probabilities.max(axis=1), kind="mergesort")
+    wrong = ((probabilities[order].argmax(axis=1) == 1) != truth[order].astype(bool)).astype(float)
     answered = np.arange(1, len(truth) + 1)
     return answered / len(truth), np.cumsum(wrong) / answered
 
@@ -111,34 +110,34 @@ def evaluate(model_dir: Path, outside: Path, data: Path | None, cifake_images: i
     threshold = metadata.min_confidence
     images = read_outside_folder(outside)
     truth = np.array([image.truth == "FAKE" for image in images])
-    p_fake = fake_probabilities(model, metadata, [image.path.read_bytes() for image in images])
+    probabilities = served_probabilities(model, metadata, [image.path.read_bytes() for image in images])
     print(f"[outside] {outside}: {len(images)} images scored", file=sys.stderr, flush=True)
-    generators = Counter(image.generator for image in images)
     per_generator = {}
-    for generator in sorted(generators, key=lambda g: (g != "camera", g)):
+    for generator in sorted({image.generator for image in images}, key=lambda g: (g != "camera", g)):
         chosen = np.array([image.generator == generator for image in images])
-        per_generator[generator] = answer_counts(truth[chosen], p_fake[chosen], threshold)
-    curves = {f"outside folder ({len(images)})": (truth, p_fake)}
+        per_generator[generator] = answer_counts(truth[chosen], probabilities[chosen], threshold)
+    scored = {f"outside folder ({len(images)})": (truth, probabilities)}
     report: dict[str, Any] = {
         "model_version": metadata.version, "outside": str(outside), "seed": seed,
         "min_confidence": threshold,
-        "classes": {"real photos": answer_counts(truth[~truth], p_fake[~truth], threshold),
-                    "generated images": answer_counts(truth[truth], p_fake[truth], threshold)},
+        "classes": {"real photos": answer_counts(truth[~truth], probabilities[~truth], threshold),
+                    "generated images": answer_counts(truth[truth], probabilities[truth], threshold)},
         "per_generator": per_generator,
-        "roc_auc_real_vs_generated": roc_auc(truth, p_fake),
+        "roc_auc_real_vs_generated": roc_auc(truth, probabilities[:, 1]),
         "package_photos": {},
     }
     for name, files in outside_photos(seed).items():
-        scores = fake_probabilities(model, metadata, files)
-        report["package_photos"][name] = answer_counts(np.zeros(len(files), dtype=bool), scores, threshold)
+        report["package_photos"][name] = answer_counts(np.zeros(len(files), dtype=bool),
+                                                       served_probabilities(model, metadata, files), threshold)
     if data is not None:
         source = CifakeSource(data, metadata.class_names)
         chosen = choose_samples(source.split("test"), cifake_images, seed)
         cifake_truth = np.array([sample.label == metadata.class_names.index("FAKE") for sample in chosen])
-        cifake_scores = fake_probabilities(model, metadata, [source.read_bytes(sample) for sample in chosen])
-        report["cifake_test_sample"] = answer_counts(cifake_truth, cifake_scores, threshold)
-        curves[f"CIFAKE test sample ({len(chosen)})"] = (cifake_truth, cifake_scores)
-    curves = {name: risk_coverage(set_truth, set_scores) for name, (set_truth, set_scores) in curves.items()}
+        cifake_probabilities = served_probabilities(model, metadata, [source.read_bytes(sample) for sample in chosen])
+        report["cifake_test_sample"] = answer_counts(cifake_truth, cifake_probabilities, threshold)
+        scored[f"CIFAKE test sample ({len(chosen)})"] = (cifake_truth, cifake_probabilities)
+    curves = {name: risk_coverage(set_truth, set_probabilities)
+              for name, (set_truth, set_probabilities) in scored.items()}
     report["risk_coverage"] = {name: {f"{share:.0%}": risk_at(coverage, risk, share) for share in COVERAGES}
                                for name, (coverage, risk) in curves.items()}
     return report, curves

@@ -73,11 +73,11 @@ CONDITIONS: dict[str, Transform | None] = {
 }
 
 
-def fake_probabilities(model: AlignedClassifier, metadata: ModelMetadata, files: list[bytes]) -> np.ndarray:
-    """FAKE probabilities for encoded files, through the exact serving preprocessing."""
+def served_probabilities(model: AlignedClassifier, metadata: ModelMetadata, files: list[bytes]) -> np.ndarray:
+    """Calibrated class probabilities (N x classes) for encoded files, through the exact serving preprocessing."""
     batch = np.stack([load_aligned(f, metadata.input_size, metadata.downsample_filter).transpose(2, 0, 1) for f in files])
     logits = predict_logits(model, torch.from_numpy(batch), batch_size=128)
-    return calibrated_probabilities(logits, metadata.temperature).numpy()[:, 1]
+    return calibrated_probabilities(logits, metadata.temperature).numpy()
 
 
 def cifake_conditions(model: AlignedClassifier, metadata: ModelMetadata, data: Path, count: int,
@@ -90,9 +90,9 @@ def cifake_conditions(model: AlignedClassifier, metadata: ModelMetadata, data: P
     rows = []
     for name, transform in CONDITIONS.items():
         files = originals if transform is None else [transform(image) for image in decoded]
-        fake = fake_probabilities(model, metadata, files)
-        predicted = (fake >= 0.5).astype(int)
-        kept = answered(np.stack([1.0 - fake, fake], axis=1), metadata.min_confidence)
+        probabilities = served_probabilities(model, metadata, files)
+        predicted = probabilities.argmax(axis=1)
+        kept = answered(probabilities, metadata.min_confidence)
         rows.append({"condition": name, "images": len(files), "accuracy": float((predicted == labels).mean()),
                      "real_recall": float((predicted[labels == 0] == 0).mean()),
                      "fake_recall": float((predicted[labels == 1] == 1).mean()),
@@ -129,7 +129,7 @@ def outside_photos(seed: int, crops_per_photo: int = 8) -> dict[str, list[bytes]
 def outside_rows(model: AlignedClassifier, metadata: ModelMetadata, seed: int) -> list[dict[str, Any]]:
     rows = []
     for name, files in outside_photos(seed).items():
-        fake = fake_probabilities(model, metadata, files)
+        fake = served_probabilities(model, metadata, files)[:, 1]
         rows.append({"set": name, "images": len(files), "false_positive_rate": float((fake >= 0.5).mean()),
                      "mean_fake_probability": float(fake.mean())})
         print(f"[robustness] {name}: FPR {rows[-1]['false_positive_rate']:.1%}", file=sys.stderr, flush=True)

@@ -14,26 +14,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-import torch
 
 from detector.answer import forced_label
-from detector.model import calibrated_probabilities, load_model, predict_logits
-from detector.preprocessing import load_aligned
+from detector.model import load_model
 from ops.client import DetectorClient, read_keys
 from ops.served_accuracy import main as served_accuracy_main
 from monitoring.dashboard import metric_names
 from tests.conftest import MODEL_DIR, REPO, encode
 from tests.integration.conftest import check_schema, metrics_url
+from training.robustness import served_probabilities
 
 pytestmark = pytest.mark.integration
 MODELS = ("ai_detector", "ai_detector_onnx")
 
 
 def offline_fake_probabilities(images: list[bytes]) -> np.ndarray:
-    model, metadata = load_model(MODEL_DIR)
-    batch = np.stack([load_aligned(d, metadata.input_size, metadata.downsample_filter).transpose(2, 0, 1) for d in images])
-    logits = predict_logits(model, torch.from_numpy(batch))
-    return calibrated_probabilities(logits, metadata.temperature).numpy()[:, 1]
+    return served_probabilities(*load_model(MODEL_DIR), images)[:, 1]
 
 
 @pytest.mark.parametrize("model", MODELS)
