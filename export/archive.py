@@ -21,7 +21,7 @@ from pathlib import Path
 from detector.metadata import METADATA_FILENAME, ModelMetadata
 from detector.model import WEIGHTS_FILENAME
 from detector.spectral import SPECTRAL_FILENAME
-from handlers.selfcheck import SELFCHECK_FILENAME
+from detector.selfcheck import SELFCHECK_FILENAME
 from export.export import INT8_NAME, ONNX_NAME, TORCHSCRIPT_NAME
 
 REPO = Path(__file__).resolve().parent.parent

@@ -28,9 +28,9 @@ from detector.hardware import cpu_info, cpu_line
 from detector.metadata import METADATA_FILENAME, ModelMetadata
 from detector.model import WEIGHTS_FILENAME, AlignedClassifier, calibrated_probabilities, load_model, predict_logits
 from detector.spectral import SPECTRAL_FILENAME
-from handlers.selfcheck import (MAX_MEAN_ABS_DELTA, MIN_LABEL_AGREEMENT, SelfCheck, probability_agreement,
+from detector.selfcheck import (MAX_MEAN_ABS_DELTA, MIN_LABEL_AGREEMENT, SelfCheck, probability_agreement,
                                 within_quantisation_tolerance)
-from handlers.stages import backend_logits, load_backend
+from detector.backends import backend_logits, load_backend
 
 TORCHSCRIPT_NAME = "ai_detector.pt"
 ONNX_NAME = "ai_detector.onnx"

@@ -27,7 +27,7 @@ import torch
 from detector.hardware import cpu_info, cpu_line
 from detector.model import load_model
 from export.export import INT8_NAME, ONNX_NAME, TORCHSCRIPT_NAME, calibration_images, export_int8, export_torchscript, parity_images
-from handlers.stages import backend_logits, load_backend
+from detector.backends import backend_logits, load_backend
 
 BF16_NAME = "ai_detector_bf16.pt"
 VARIANTS_NAME = "variants.json"

@@ -1,6 +1,6 @@
-"""Bare-model benchmark: the served artifacts and the handler's own stages (decode -> align ->
-batch -> backend -> calibrated JSON) without HTTP or TorchServe, per batch size. This is the
-ceiling the server is measured against.
+"""Bare-model benchmark: the served artifacts through the handler's own pipeline (decode -> align ->
+batch -> backend -> calibrated JSON -> spectral opinion -> metrics) without HTTP or TorchServe, per
+batch size. This is the ceiling the server is measured against: the same work, minus TorchServe.
 
     python -m loadtest.bench_model --artifacts build/artifacts --out loadtest/results/bare_model
 
@@ -19,9 +19,9 @@ import torch
 import yaml
 
 from detector.hardware import cpu_info, cpu_line
-from detector.metadata import ModelMetadata
+from detector.backends import FALLBACK_NAME, select_device
+from detector.pipeline import DetectorPipeline, HandlerSettings
 from export.variants import FORMATS
-from handlers.stages import HandlerSettings, load_backend, postprocess, preprocess, select_device
 from loadtest.images import load_images
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,30 +30,21 @@ ARTIFACTS = FORMATS   # backend name -> artifact file (bf16: python -m export.va
 
 def measure(artifacts: Path, backend_name: str, batch_sizes: list[int], images: list[bytes],
             seconds_per_size: float, gpu_id: int | None = None) -> list[dict[str, float]]:
-    """img/s and per-batch latency (median, p95) for each batch size, through the handler's stages, and
-    the backend's share of it (the model alone, host->device copy included when ``gpu_id`` names a GPU)."""
+    """img/s and per-batch latency (median, p95) for each batch size, through the very pipeline a worker
+    runs (``detector.pipeline``, self-check included), and the backend's share of it (the model alone,
+    host->device copy included when ``gpu_id`` names a GPU)."""
     settings = HandlerSettings.from_yaml(yaml.safe_load((REPO / "handlers" / "model-config.yaml").read_text())["handler"])
-    torch.set_num_threads(settings.threads)
-    metadata = ModelMetadata.load(artifacts)
-    backend = load_backend(artifacts / ARTIFACTS[backend_name], select_device(gpu_id), settings.threads)
+    pipeline = DetectorPipeline.load(artifacts, ARTIFACTS[backend_name], settings, gpu_id)
+    if pipeline.backend.name == FALLBACK_NAME:   # a worker would serve fp32 instead: so is the figure
+        print(f"[bench] {backend_name} failed its self-check on this CPU: measuring {FALLBACK_NAME}", flush=True)
     rows = []
-
-    def handle(requests: list[dict[str, bytes]]) -> float:
-        """Run the stages on one batch; returns the backend's milliseconds."""
-        prepared = preprocess(requests, metadata, settings.limits)
-        begin = time.perf_counter()
-        probabilities = backend(prepared.images)
-        backend_ms = (time.perf_counter() - begin) * 1000
-        postprocess(probabilities, prepared, metadata, backend.name, metadata.version, settings.abstain_below(metadata))
-        return backend_ms
-
     for size in batch_sizes:
         requests = [{"body": images[i % len(images)]} for i in range(size)]
-        handle(requests)  # warm-up
+        pipeline.run(requests)  # warm-up
         latencies, backend_latencies, started = [], [], time.perf_counter()
         while time.perf_counter() - started < seconds_per_size or len(latencies) < 5:
             begin = time.perf_counter()
-            backend_latencies.append(handle(requests))
+            backend_latencies.append(pipeline.run(requests).backend_ms)
             latencies.append((time.perf_counter() - begin) * 1000)
         latencies.sort()
         rows.append({"batch_size": size, "images_per_second": round(1000 * size * len(latencies) / sum(latencies), 1),

@@ -2,7 +2,7 @@
 
     python -m loadtest.gpu_parity --artifacts build/artifacts --images 2000    # on a machine with a GPU
 
-On a GPU the handler runs the network under fp16 autocast (handlers/stages.py). This prints how far its
+On a GPU the handler runs the network under fp16 autocast (detector/backends.py). This prints how far its
 calibrated probabilities move from the CPU's fp32 ones, how often the label changes, both accuracies,
 and the network's own throughput at batch 256 with and without autocast. Writes gpu_parity.json.
 """
@@ -20,8 +20,8 @@ import torch
 from detector.metadata import ModelMetadata
 from detector.model import calibrated_probabilities
 from export.export import TORCHSCRIPT_NAME, parity_images
-from handlers.selfcheck import probability_agreement
-from handlers.stages import Backend, TorchScriptBackend, backend_logits
+from detector.selfcheck import probability_agreement
+from detector.backends import Backend, TorchScriptBackend, backend_logits
 
 REPO = Path(__file__).resolve().parent.parent
 

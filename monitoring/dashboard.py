@@ -3,7 +3,7 @@
     python -m monitoring.dashboard     # rewrites monitoring/grafana/dashboards/ai_detector.json
 
 Every query reads metrics that TorchServe exposes on its metrics port (Prometheus mode): its own
-request counters and latencies, and the handler's (handlers/stages.py ``batch_metrics``).
+request counters and latencies, and the handler's (detector/pipeline.py ``batch_metrics``).
 A test scrapes a real server and checks that each metric named here exists.
 """
 

@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from handlers.stages import HandlerSettings
+from detector.pipeline import HandlerSettings
 from tests.conftest import REPO, encode, photo
 
 OK = 200

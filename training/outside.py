@@ -3,7 +3,7 @@
     python -m training.outside --model model --outside ../shared/data/outside --data ../shared/data/cifake \
         --out model/reports
 
-Sets, each through the serving preprocessing (bytes -> ``load_aligned`` -> network -> calibrated P(FAKE)):
+Sets, each through the serving pipeline (``detector.pipeline``: bytes -> aligned 32×32 -> network -> calibrated P(FAKE)):
 - the evaluation folder (``real/`` and ``generated/``; its ``MANIFEST.tsv`` names each file's generator),
 - the real photographs that ship with scikit-image, scikit-learn and matplotlib, whole and cropped
   (``training.robustness.outside_photos``): every FAKE answer on them is a false positive,
@@ -34,9 +34,9 @@ import numpy as np  # noqa: E402
 
 from detector.answer import answered  # noqa: E402
 from detector.data import CifakeSource, choose_samples  # noqa: E402
-from detector.model import load_model  # noqa: E402
+from detector.pipeline import DetectorPipeline  # noqa: E402
 from training.metrics import roc_curve  # noqa: E402
-from training.robustness import outside_photos, served_probabilities  # noqa: E402
+from training.robustness import outside_photos  # noqa: E402
 
 CLASS_FOLDERS = {"real": "REAL", "generated": "FAKE"}   # evaluation folder name -> the label a right answer has
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -106,11 +106,11 @@ Curves = dict[str, tuple[np.ndarray, np.ndarray]]
 def evaluate(model_dir: Path, outside: Path, data: Path | None, cifake_images: int,
              seed: int) -> tuple[dict[str, Any], Curves]:
     """The report, and each set's (coverage, risk) curve for the plot."""
-    model, metadata = load_model(model_dir)
-    threshold = metadata.min_confidence
+    pipeline = DetectorPipeline.load(model_dir)
+    metadata, threshold = pipeline.metadata, pipeline.min_confidence
     images = read_outside_folder(outside)
     truth = np.array([image.truth == "FAKE" for image in images])
-    probabilities = served_probabilities(model, metadata, [image.path.read_bytes() for image in images])
+    probabilities = pipeline.probabilities([image.path.read_bytes() for image in images])
     print(f"[outside] {outside}: {len(images)} images scored", file=sys.stderr, flush=True)
     per_generator = {}
     for generator in sorted({image.generator for image in images}, key=lambda g: (g != "camera", g)):
@@ -128,12 +128,12 @@ def evaluate(model_dir: Path, outside: Path, data: Path | None, cifake_images: i
     }
     for name, files in outside_photos(seed).items():
         report["package_photos"][name] = answer_counts(np.zeros(len(files), dtype=bool),
-                                                       served_probabilities(model, metadata, files), threshold)
+                                                       pipeline.probabilities(files), threshold)
     if data is not None:
         source = CifakeSource(data, metadata.class_names)
         chosen = choose_samples(source.split("test"), cifake_images, seed)
         cifake_truth = np.array([sample.label == metadata.class_names.index("FAKE") for sample in chosen])
-        cifake_probabilities = served_probabilities(model, metadata, [source.read_bytes(sample) for sample in chosen])
+        cifake_probabilities = pipeline.probabilities([source.read_bytes(sample) for sample in chosen])
         report["cifake_test_sample"] = answer_counts(cifake_truth, cifake_probabilities, threshold)
         scored[f"CIFAKE test sample ({len(chosen)})"] = (cifake_truth, cifake_probabilities)
     curves = {name: risk_coverage(set_truth, set_probabilities)

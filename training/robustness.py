@@ -1,4 +1,4 @@
-"""Robustness report: the model through the server's own preprocessing (bytes -> ``load_aligned``)
+"""Robustness report: the model through the server's own pipeline (``detector.pipeline``: bytes -> answer)
 under what real uploads do to an image, plus real photographs from outside CIFAKE.
 
     python -m training.robustness --model model --data ../shared/data/cifake --images 2000 --out model/reports
@@ -31,9 +31,8 @@ from PIL import Image, ImageFilter  # noqa: E402
 
 from detector.answer import answered  # noqa: E402
 from detector.data import CifakeSource, choose_samples  # noqa: E402
-from detector.metadata import ModelMetadata  # noqa: E402
-from detector.model import AlignedClassifier, calibrated_probabilities, load_model, predict_logits  # noqa: E402
-from detector.preprocessing import decode_image, load_aligned  # noqa: E402
+from detector.pipeline import DetectorPipeline  # noqa: E402
+from detector.preprocessing import decode_image  # noqa: E402
 
 Transform = Callable[[Image.Image], bytes]
 
@@ -73,15 +72,8 @@ CONDITIONS: dict[str, Transform | None] = {
 }
 
 
-def served_probabilities(model: AlignedClassifier, metadata: ModelMetadata, files: list[bytes]) -> np.ndarray:
-    """Calibrated class probabilities (N x classes) for encoded files, through the exact serving preprocessing."""
-    batch = np.stack([load_aligned(f, metadata.input_size, metadata.downsample_filter).transpose(2, 0, 1) for f in files])
-    logits = predict_logits(model, torch.from_numpy(batch), batch_size=128)
-    return calibrated_probabilities(logits, metadata.temperature).numpy()
-
-
-def cifake_conditions(model: AlignedClassifier, metadata: ModelMetadata, data: Path, count: int,
-                      seed: int) -> list[dict[str, Any]]:
+def cifake_conditions(pipeline: DetectorPipeline, data: Path, count: int, seed: int) -> list[dict[str, Any]]:
+    metadata = pipeline.metadata
     source = CifakeSource(data, metadata.class_names)
     chosen = choose_samples(source.split("test"), count, seed)
     originals = [source.read_bytes(s) for s in chosen]
@@ -90,9 +82,9 @@ def cifake_conditions(model: AlignedClassifier, metadata: ModelMetadata, data: P
     rows = []
     for name, transform in CONDITIONS.items():
         files = originals if transform is None else [transform(image) for image in decoded]
-        probabilities = served_probabilities(model, metadata, files)
+        probabilities = pipeline.probabilities(files)
         predicted = probabilities.argmax(axis=1)
-        kept = answered(probabilities, metadata.min_confidence)
+        kept = answered(probabilities, pipeline.min_confidence)
         rows.append({"condition": name, "images": len(files), "accuracy": float((predicted == labels).mean()),
                      "real_recall": float((predicted[labels == 0] == 0).mean()),
                      "fake_recall": float((predicted[labels == 1] == 1).mean()),
@@ -126,10 +118,10 @@ def outside_photos(seed: int, crops_per_photo: int = 8) -> dict[str, list[bytes]
             f"{len(lfw)} LFW face crops (scikit-image, 25×25 grey)": lfw}
 
 
-def outside_rows(model: AlignedClassifier, metadata: ModelMetadata, seed: int) -> list[dict[str, Any]]:
+def outside_rows(pipeline: DetectorPipeline, seed: int) -> list[dict[str, Any]]:
     rows = []
     for name, files in outside_photos(seed).items():
-        fake = served_probabilities(model, metadata, files)[:, 1]
+        fake = pipeline.probabilities(files)[:, 1]
         rows.append({"set": name, "images": len(files), "false_positive_rate": float((fake >= 0.5).mean()),
                      "mean_fake_probability": float(fake.mean())})
         print(f"[robustness] {name}: FPR {rows[-1]['false_positive_rate']:.1%}", file=sys.stderr, flush=True)
@@ -181,11 +173,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, metadata = load_model(args.model)
+    pipeline = DetectorPipeline.load(args.model)
+    metadata = pipeline.metadata
     report = {"model_version": metadata.version, "align_size": metadata.align_size, "seed": args.seed,
-              "min_confidence": metadata.min_confidence,
-              "cifake": cifake_conditions(model, metadata, args.data, args.images, args.seed),
-              "outside": outside_rows(model, metadata, args.seed)}
+              "min_confidence": pipeline.min_confidence,
+              "cifake": cifake_conditions(pipeline, args.data, args.images, args.seed),
+              "outside": outside_rows(pipeline, args.seed)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "robustness.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "robustness.md").write_text(markdown(report))

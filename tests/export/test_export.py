@@ -12,7 +12,7 @@ import torch
 from detector.metadata import ModelMetadata
 from detector.model import AlignedClassifier
 from export.archive import build_archives
-from handlers.selfcheck import SELFCHECK_FILENAME
+from detector.selfcheck import SELFCHECK_FILENAME
 from export.export import ParityError, check_parity, export_all, export_torchscript, parity_images
 from tests.conftest import MODEL_DIR
 
@@ -67,7 +67,7 @@ def test_archives_hold_handler_packages_and_metadata(exported: Path, tmp_path: P
     for archive, artifact in zip(archives, ("ai_detector.pt", "ai_detector.onnx", "ai_detector_int8.onnx")):
         names = set(zipfile.ZipFile(archive).namelist())
         assert {artifact, "ai_detector_handler.py", "metadata.json", "model-config.yaml", SELFCHECK_FILENAME,
-                "handlers/stages.py", "detector/preprocessing.py", "MAR-INF/MANIFEST.json"} <= names
+                "detector/pipeline.py", "detector/backends.py", "detector/preprocessing.py", "MAR-INF/MANIFEST.json"} <= names
         manifest = json.loads(zipfile.ZipFile(archive).read("MAR-INF/MANIFEST.json"))
         assert manifest["model"]["serializedFile"] == artifact
     assert len((tmp_path / "store" / "SHA256SUMS").read_text().splitlines()) == len(archives)

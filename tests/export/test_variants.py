@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from export.variants import BF16_NAME, INT8_NAME, VARIANTS_NAME, build_variants
-from handlers.stages import load_backend
+from detector.backends import load_backend
 from tests.conftest import MODEL_DIR
 
 

@@ -15,8 +15,8 @@ from detector.metadata import METADATA_FILENAME, ModelMetadata
 from detector.model import WEIGHTS_FILENAME, AlignedClassifier, load_model, predict_logits
 from export.export import INT8_NAME, export_torchscript
 from handlers.ai_detector_handler import AIDetectorHandler
-from handlers.selfcheck import SELFCHECK_FILENAME, SelfCheck, probability_agreement, within_quantisation_tolerance
-from handlers.stages import EagerFallbackBackend, load_backend
+from detector.selfcheck import SELFCHECK_FILENAME, SelfCheck, probability_agreement, within_quantisation_tolerance
+from detector.backends import FALLBACK_NAME, load_backend
 from tests.conftest import MODEL_DIR
 from tests.conftest import FakeContext
 
@@ -60,13 +60,13 @@ def test_a_disagreeing_artifact_is_replaced_by_the_eager_fp32_weights(artifacts_
     handler = AIDetectorHandler()
     with caplog.at_level(logging.ERROR):
         handler.initialize(FakeContext(tmp_path, "broken.pt", {"intra_op_threads": 1}))
-    assert isinstance(handler.backend, EagerFallbackBackend)
+    assert handler.pipeline.backend.name == FALLBACK_NAME
     assert "self-check FAILED" in caplog.text and "eager_fp32_fallback" in caplog.text
     data = [image for _, image in cifake_images[:8]]
     answers = handler.handle([{"body": d} for d in data], FakeContext(Path("."), "x"))
     assert {a["backend"] for a in answers} == {"eager_fp32_fallback"}
     model, metadata = load_model(MODEL_DIR)
-    batch = handler.preprocess([{"body": d} for d in data]).images
+    batch = handler.pipeline.decode([{"body": d} for d in data]).images
     expected = predict_logits(model, torch.from_numpy(batch)).argmax(1).tolist()
     assert [metadata.class_names.index(a["label"]) for a in answers] == expected   # the fp32 model's answers
 
@@ -75,4 +75,4 @@ def test_an_agreeing_artifact_is_served_as_built(artifacts_dir: Path, caplog) ->
     handler = AIDetectorHandler()
     with caplog.at_level(logging.INFO):
         handler.initialize(FakeContext(artifacts_dir, INT8_NAME, {"intra_op_threads": 1}))
-    assert handler.backend.name == "onnx" and "self-check passed" in caplog.text
+    assert handler.pipeline.backend.name == "onnx" and "self-check passed" in caplog.text

@@ -15,7 +15,7 @@ from detector.answer import UNCERTAIN, forced_label
 from detector.metadata import ModelMetadata
 from detector.preprocessing import DecodeLimits, InvalidImageError
 from handlers.ai_detector_handler import AIDetectorHandler
-from handlers.stages import HandlerSettings, PreparedBatch, batch_metrics, extract_image_bytes, postprocess, preprocess
+from detector.pipeline import HandlerSettings, PreparedBatch, answers, batch_metrics, decode_batch, extract_image_bytes
 from tests.conftest import FakeContext, encode, photo
 
 JPEG = encode(photo(64, 64), "JPEG")
@@ -55,7 +55,7 @@ def test_extract_image_bytes_rejects_with_typed_errors(request_dict: dict, kind:
 
 def test_preprocess_keeps_good_requests_and_records_bad_ones() -> None:
     metadata = ModelMetadata()
-    prepared = preprocess([{"body": JPEG}, {"body": b"junk"}, {"data": encode(photo(500, 300), "PNG")}],
+    prepared = decode_batch([{"body": JPEG}, {"body": b"junk"}, {"data": encode(photo(500, 300), "PNG")}],
                           metadata, DecodeLimits())
     assert prepared.images.shape == (2, 3, 32, 32) and prepared.images.dtype == np.uint8
     assert prepared.positions == [0, 2]
@@ -67,7 +67,7 @@ def test_postprocess_applies_the_temperature_and_keeps_request_order() -> None:
     logits = np.array([[2.0, 0.0], [0.0, 3.0]], dtype=np.float32)
     prepared = PreparedBatch(images=np.zeros((2, 3, 32, 32), np.uint8), positions=[0, 2],
                              errors={1: InvalidImageError("bad", status=400)})
-    responses = postprocess(logits, prepared, metadata, "torchscript", "9.9.9-onnx", min_confidence=0.0)
+    responses = answers(logits, prepared, metadata, "torchscript", "9.9.9-onnx", min_confidence=0.0)
     assert [r.get("label") for r in responses] == ["REAL", None, "FAKE"]
     assert not any("abstained" in r for r in responses)
     assert responses[1] == {"code": 400, "type": "InvalidImage", "message": "bad"}
@@ -82,13 +82,13 @@ def test_answers_below_the_operating_confidence_are_uncertain_with_the_reason() 
     metadata = ModelMetadata(temperature=1.0, min_confidence=0.9)
     logits = np.array([[0.0, 1.0], [0.0, 4.0], [3.0, 0.0]], dtype=np.float32)   # P(top) 0.731, 0.982, 0.953
     prepared = PreparedBatch(images=np.zeros((3, 3, 32, 32), np.uint8), positions=[0, 1, 2])
-    responses = postprocess(logits, prepared, metadata, "onnx", "1.0", HandlerSettings.from_yaml({}).abstain_below(metadata))
+    responses = answers(logits, prepared, metadata, "onnx", "1.0", HandlerSettings.from_yaml({}).abstain_below(metadata))
     assert [r["label"] for r in responses] == ["UNCERTAIN", "FAKE", "REAL"]
     abstained = responses[0]["abstained"]
     assert abstained["reason"] == "low_confidence" and abstained["leaning"] == "FAKE" and abstained["threshold"] == 0.9
     assert abstained["confidence"] == pytest.approx(responses[0]["probabilities"]["FAKE"], abs=1e-6)
     assert "abstained" not in responses[1] and "abstained" not in responses[2]
-    forced = postprocess(logits, prepared, metadata, "onnx", "1.0", HandlerSettings.from_yaml({"min_confidence": "off"})
+    forced = answers(logits, prepared, metadata, "onnx", "1.0", HandlerSettings.from_yaml({"min_confidence": "off"})
                          .abstain_below(metadata))
     assert [r["label"] for r in forced] == ["FAKE", "FAKE", "REAL"]
 
@@ -188,12 +188,12 @@ def test_explanation_requests_get_a_gradcam_and_predictions_do_not(initialised, 
 
 def test_spectral_second_opinion_is_reported_but_never_sets_the_label(initialised, cifake_images) -> None:
     handler, _ = initialised
-    assert handler.spectral is not None   # shipped model/spectral.json travels in the archive
+    assert handler.pipeline.spectral is not None   # shipped model/spectral.json travels in the archive
     responses = handler.handle([{"body": data} for _, data in cifake_images], FakeContext(Path("."), "unused"))
     disagreements = 0
     for response in responses:
         spectral = response["spectral"]
-        assert 0.0 <= spectral["p_fake"] <= 1.0 and spectral["test_accuracy"] == handler.spectral.metrics["test_accuracy"]
+        assert 0.0 <= spectral["p_fake"] <= 1.0 and spectral["test_accuracy"] == handler.pipeline.spectral.metrics["test_accuracy"]
         assert forced_label(response) == max(response["probabilities"], key=response["probabilities"].get)  # the CNN's
         disagreements += (spectral["p_fake"] > 0.5) != (forced_label(response) == "FAKE")
     assert disagreements > 0, "with ~80 % accuracy the score must disagree with the CNN somewhere in 40 images"

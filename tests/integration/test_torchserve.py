@@ -16,20 +16,19 @@ import pytest
 import requests
 
 from detector.answer import forced_label
-from detector.model import load_model
+from detector.pipeline import DetectorPipeline
 from ops.client import DetectorClient, read_keys
 from ops.served_accuracy import main as served_accuracy_main
 from monitoring.dashboard import metric_names
 from tests.conftest import MODEL_DIR, REPO, encode
 from tests.integration.conftest import check_schema, metrics_url
-from training.robustness import served_probabilities
 
 pytestmark = pytest.mark.integration
 MODELS = ("ai_detector", "ai_detector_onnx")
 
 
 def offline_fake_probabilities(images: list[bytes]) -> np.ndarray:
-    return served_probabilities(*load_model(MODEL_DIR), images)[:, 1]
+    return DetectorPipeline.load(MODEL_DIR).probabilities(images)[:, 1]
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -10,7 +10,7 @@ import torch
 
 from detector.metadata import ModelMetadata
 from export.export import ONNX_NAME, TORCHSCRIPT_NAME, parity_images
-from handlers.stages import load_backend
+from detector.backends import load_backend
 from loadtest.gpu_parity import compare, main, probabilities
 
 
