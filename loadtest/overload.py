@@ -23,7 +23,7 @@ from pathlib import Path
 
 from detector.hardware import cpu_info, cpu_line
 from loadtest.images import load_images, write_images
-from loadtest.locust_runner import run_locust_rows
+from loadtest.locust_runner import LocustRow, run_locust
 
 REPO = Path(__file__).resolve().parent.parent
 PLATEAU_GAIN = 1.10   # a doubling of users that adds less than this factor of throughput does not count
@@ -44,12 +44,12 @@ def find_saturation(measure, max_users: int = 64) -> tuple[int, float]:
     return best_users, best
 
 
-def status_figures(rows: dict[str, dict[str, str]], seconds: float) -> dict[str, dict[str, float]]:
+def status_figures(rows: dict[str, LocustRow], seconds: float) -> dict[str, dict[str, float]]:
     """Per HTTP status: count, share of all answers, answers per second, p50 / p95 latency (ms)."""
-    total = int(rows["Aggregated"]["Request Count"])
-    return {name: {"count": int(row["Request Count"]), "share": round(int(row["Request Count"]) / total, 4),
-                   "per_second": round(int(row["Request Count"]) / seconds, 1),
-                   "p50_ms": float(row["50%"]), "p95_ms": float(row["95%"])}
+    total = rows["Aggregated"].requests
+    return {name: {"count": row.requests, "share": round(row.requests / total, 4),
+                   "per_second": round(row.requests / seconds, 1),
+                   "p50_ms": row.latency_ms["50%"], "p95_ms": row.latency_ms["95%"]}
             for name, row in rows.items() if name != "Aggregated"}
 
 
@@ -59,17 +59,17 @@ def run(host: str, key_file: Path, model: str, factor: int, seconds: int, step_s
     image_dir = write_images(load_images(200), Path(tempfile.mkdtemp(prefix="overload_", dir=out)) / "images")
 
     def measure(users: int) -> float:
-        rows = run_locust_rows(host, key_file, model, users, step_seconds, out / f"saturation_{users}u", image_dir,
-                               by_status=True, backoff=backoff)
-        rps = status_figures(rows, step_seconds).get("200", {}).get("per_second", 0.0)
+        stats = run_locust(host, key_file, model, users, step_seconds, out / f"saturation_{users}u",
+                           image_dir=image_dir, by_status=True, backoff=backoff)
+        rps = status_figures(stats.rows, step_seconds).get("200", {}).get("per_second", 0.0)
         print(f"[overload] {model}: {users} users -> {rps} answers 200 per second", flush=True)
         return rps
 
     users, saturation_rps = find_saturation(measure)
     overload_users = users * factor
-    rows = run_locust_rows(host, key_file, model, overload_users, seconds, out / f"overload_{overload_users}u",
-                           image_dir, by_status=True, backoff=backoff)
-    statuses = status_figures(rows, seconds)
+    stats = run_locust(host, key_file, model, overload_users, seconds, out / f"overload_{overload_users}u",
+                       image_dir=image_dir, by_status=True, backoff=backoff)
+    statuses = status_figures(stats.rows, seconds)
     goodput = statuses.get("200", {}).get("per_second", 0.0)
     report = {"cpu": cpu_info(), "model": model, "host": host, "clients_back_off": backoff,
               "saturation": {"users": users, "rps": saturation_rps, "step_seconds": step_seconds},

@@ -24,10 +24,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from detector.hardware import cpu_info, cpu_line  # noqa: E402
-from handlers.stages import THREADS_ENV  # noqa: E402
+from detector.pipeline import THREADS_ENV  # noqa: E402
 from loadtest.images import load_images, write_images  # noqa: E402
-from loadtest.sweep import SERVED, archive_name, benchmark_store, run_locust, shipped_batching  # noqa: E402
-from ops.server import render_config, start, stop, with_model_api_and_no_models  # noqa: E402
+from loadtest.sweep import SERVED, archive_name, benchmark_store, run_step, shipped_batching  # noqa: E402
+from ops.server import start, stop  # noqa: E402
+from ops.torchserve_config import Ports, open_model_api_without_models, render_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,24 +54,24 @@ def setups(cores: int, batch_size: int, max_batch_delay: int) -> list[Setup]:
     return list(dict.fromkeys(threads + batching))
 
 
-def measure_setups(model: str, configs: list[Setup], users: int, seconds: int, out: Path, ports: tuple[int, ...]) -> list[dict]:
+def measure_setups(model: str, configs: list[Setup], users: int, seconds: int, out: Path, ports: Ports) -> list[dict]:
     images = load_images(256)
     rows = []
     for thread_count in sorted({c.threads for c in configs}, reverse=True):
         run_dir = Path(tempfile.mkdtemp(prefix=f"scaling_{thread_count}t_", dir=out))
         image_dir = write_images(images, run_dir / "images")
         store = benchmark_store(run_dir, [model])
-        config = render_config(REPO / "config.properties", run_dir / "config.properties", ports)
-        config.write_text(with_model_api_and_no_models(config.read_text()))
+        config = render_config(REPO / "config.properties", run_dir / "config.properties", ports,
+                               edit=open_model_api_without_models)
         os.environ[THREADS_ENV] = str(thread_count)       # inherited by TorchServe and its workers
         try:
             client = start(config, store, run_dir)
             for setup in (c for c in configs if c.threads == thread_count):
                 client.register(archive_name(model), batch_size=setup.batch_size, max_batch_delay=setup.max_batch_delay,
                                 initial_workers=setup.workers)
-                single = run_locust(client, run_dir, model, 1, seconds, out / f"locust_{len(rows)}_1u", image_dir)
-                loaded = run_locust(client, run_dir, model, users, seconds, out / f"locust_{len(rows)}_{users}u",
-                                    image_dir)
+                single = run_step(client, run_dir, model, 1, seconds, out / f"locust_{len(rows)}_1u", image_dir)
+                loaded = run_step(client, run_dir, model, users, seconds, out / f"locust_{len(rows)}_{users}u",
+                                  image_dir)
                 client.unregister(model=model)
                 rows.append({**asdict(setup), "name": setup.name, "p50_ms_1_user": single["p50_ms"],
                              "rps": loaded["rps"], "p50_ms": loaded["p50_ms"], "p99_ms": loaded["p99_ms"],
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     configs = setups(args.cores, *shipped_batching(args.model))[: args.only]
-    rows = measure_setups(args.model, configs, args.users, args.seconds, args.out, tuple(int(p) for p in args.ports.split(",")))
+    rows = measure_setups(args.model, configs, args.users, args.seconds, args.out, Ports.from_csv(args.ports))
     cpu = cpu_info()
     (args.out / "scaling.json").write_text(json.dumps({"model": args.model, "users": args.users, "cores_split": args.cores,
                                                        "cpu": cpu, "rows": rows}, indent=2) + "\n")

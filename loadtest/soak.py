@@ -12,13 +12,11 @@ Writes ``soak.json`` and ``soak.md`` to ``--out`` and exits non-zero when a chec
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import random
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -28,11 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from loadtest.images import load_images
+from loadtest.locust_runner import LocustStats, run_locust
 from detector.hardware import cpu_info, cpu_line
 from ops.client import DetectorClient, is_retriable
 
 REPO = Path(__file__).resolve().parent.parent
-LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
 RECOVERY_BOUND_S = 180   # how long a killed worker may take to come back, even on a busy machine
 
 
@@ -62,6 +60,18 @@ class SoakReport:
     memory_mib: list[tuple[float, float]] = field(default_factory=list)  # (seconds, total worker RSS)
     memory_growth_pct: float | None = None
     cpu: dict = field(default_factory=cpu_info)
+
+    def add_locust(self, stats: LocustStats) -> None:
+        """Locust's counts and latencies, with its failures split into retriable answers and the rest."""
+        total = stats.total
+        self.locust_requests = total.requests
+        self.locust_rps = round(total.rps, 2)
+        self.latency_ms = {p: total.latency_ms[p] for p in ("50%", "95%", "99%", "100%")}
+        self.locust_failures = dict(stats.failures)
+        self.locust_ok = total.requests - sum(stats.failures.values())
+        self.locust_unexplained_failures = sum(
+            n for message, n in stats.failures.items()
+            if not (re.match(r"^\d{3}: ", message) and is_retriable(int(message[:3]), message[5:])))
 
     def checks(self, max_memory_growth_pct: float | None) -> list[str]:
         """The failed checks, in words (empty when the run passed)."""
@@ -124,58 +134,37 @@ def _kill_and_time_recovery(client: DetectorClient, model: str, report: SoakRepo
         time.sleep(0.2)
 
 
-def _read_locust(prefix: Path, report: SoakReport) -> None:
-    with open(f"{prefix}_stats.csv") as handle:
-        total = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
-    report.locust_requests = int(total["Request Count"])
-    report.locust_rps = round(float(total["Requests/s"]), 2)
-    report.latency_ms = {p: float(total[p]) for p in ("50%", "95%", "99%", "100%")}
-    with open(f"{prefix}_failures.csv") as handle:
-        for row in csv.DictReader(handle):
-            message = re.sub(r"^\w+\('?|'?\)$", "", row["Error"])  # CatchResponseError('...') -> ...
-            report.locust_failures[message] = report.locust_failures.get(message, 0) + int(row["Occurrences"])
-    failures = sum(report.locust_failures.values())
-    report.locust_ok = report.locust_requests - failures
-    report.locust_unexplained_failures = sum(
-        n for message, n in report.locust_failures.items()
-        if not (re.match(r"^\d{3}: ", message) and is_retriable(int(message[:3]), message[5:])))
-
-
 def run_soak(client: DetectorClient, key_file: Path, images: list[bytes], out: Path, seconds: float = 60,
              users: int = 4, model: str = "ai_detector", kill_worker_at: float | None = None,
              sample_every: float = 5.0) -> SoakReport:
     """Load the server for ``seconds`` with Locust and the retrying client; count everything."""
     out.mkdir(parents=True, exist_ok=True)
     report = SoakReport(model=model, seconds=seconds, users=users)
-    prefix = out / "locust"
-    env = {**os.environ, "AI_DETECTOR_KEY_FILE": str(key_file), "AI_DETECTOR_MODEL": model, "LOADTEST_IMAGES": "200"}
-    command = [str(Path(sys.executable).with_name("locust")), "-f", str(LOCUSTFILE), "--headless", "-u", str(users),
-               "-r", str(users), "-t", f"{int(seconds)}s", "--stop-timeout", "30", "--host", client.inference_url,
-               "--csv", str(prefix), "--only-summary"]
     stop = threading.Event()
     driver = threading.Thread(target=_drive_client, args=(client, model, images, stop, report.client), daemon=True)
-    with open(out / "locust.log", "w") as log:
-        locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        started = time.monotonic()
-        driver.start()
-        next_sample = started
-        while locust.poll() is None:
-            now = time.monotonic()
-            if now >= next_sample:
-                try:
-                    pids = worker_pids(client, model)
-                    report.memory_mib.append((round(now - started, 1), round(sum(rss_mib(p) for p in pids), 1)))
-                except Exception:  # noqa: BLE001 — a missed sample during a restart is not a failure
-                    pass
-                next_sample = now + sample_every
-            if kill_worker_at is not None and report.killed_pid is None and now - started >= kill_worker_at:
-                _kill_and_time_recovery(client, model, report, started, deadline=time.monotonic() + RECOVERY_BOUND_S)
-            time.sleep(0.1)
-    stop.set()
-    driver.join(timeout=120)
-    if locust.returncode not in (0, 1):  # 1: Locust saw failures, which are judged below
-        raise RuntimeError(f"locust exited {locust.returncode}: see {out / 'locust.log'}")
-    _read_locust(prefix, report)
+    started = next_sample = time.monotonic()
+
+    def sample_and_inject() -> None:
+        nonlocal next_sample
+        now = time.monotonic()
+        if now >= next_sample:
+            try:
+                pids = worker_pids(client, model)
+                report.memory_mib.append((round(now - started, 1), round(sum(rss_mib(p) for p in pids), 1)))
+            except Exception:  # noqa: BLE001 — a missed sample during a restart is not a failure
+                pass
+            next_sample = now + sample_every
+        if kill_worker_at is not None and report.killed_pid is None and now - started >= kill_worker_at:
+            _kill_and_time_recovery(client, model, report, started, deadline=time.monotonic() + RECOVERY_BOUND_S)
+
+    driver.start()
+    try:
+        stats = run_locust(client.inference_url, key_file, model, users, seconds, out / "locust", window=False,
+                           log=out / "locust.log", while_running=sample_and_inject)
+    finally:
+        stop.set()
+        driver.join(timeout=120)
+    report.add_locust(stats)
     if report.killed_pid is None and len(report.memory_mib) >= 8:
         report.memory_growth_pct = memory_growth_pct(report.memory_mib, seconds)
     (out / "soak.json").write_text(json.dumps(asdict(report), indent=2) + "\n")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -33,10 +32,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from detector.hardware import cpu_info, cpu_line  # noqa: E402
 from loadtest.bench_model import ARTIFACTS as BARE_ARTIFACTS, measure  # noqa: E402
 from loadtest.images import load_images, write_images  # noqa: E402
-from loadtest.locust_runner import run_locust_rows  # noqa: E402
+from loadtest.locust_runner import run_locust  # noqa: E402
 from export.archive import build_archive, write_sums  # noqa: E402
 from ops.client import DetectorClient  # noqa: E402
-from ops.server import configured_models, frontend_pid, render_config, start, stop, without_models  # noqa: E402
+from ops.server import frontend_pid, start, stop  # noqa: E402
+from ops.torchserve_config import Ports, TorchServeConfig, render_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "build" / "artifacts"
@@ -54,17 +54,17 @@ def server_cpu_seconds(run_dir: Path) -> dict[str, float]:
             "workers": sum(sum(w.cpu_times()[:2]) for w in workers if w.is_running())}
 
 
-def run_locust(client: DetectorClient, run_dir: Path, model: str, users: int, seconds: int, prefix: Path,
-               image_dir: Path) -> dict:
+def run_step(client: DetectorClient, run_dir: Path, model: str, users: int, seconds: int, prefix: Path,
+             image_dir: Path) -> dict:
     """One Locust run (loadtest.locust_runner); returns its aggregated figures and the CPU (cores) that Locust
     itself, the server's frontend and its workers used on average over the run."""
     before, server_before, started = os.times(), server_cpu_seconds(run_dir), time.monotonic()
-    total = run_locust_rows(client.inference_url, client.key_file, model, users, seconds, prefix, image_dir)["Aggregated"]
+    total = run_locust(client.inference_url, client.key_file, model, users, seconds, prefix, image_dir=image_dir).total
     after, server_after, wall = os.times(), server_cpu_seconds(run_dir), time.monotonic() - started
     client_cpu_s = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-    return {"users": users, "requests": int(total["Request Count"]), "failures": int(total["Failure Count"]),
-            "rps": round(float(total["Requests/s"]), 1), "p50_ms": float(total["50%"]), "p95_ms": float(total["95%"]),
-            "p99_ms": float(total["99%"]), "locust_cpu_cores": round(client_cpu_s / wall, 2),
+    return {"users": users, "requests": total.requests, "failures": total.failures,
+            "rps": round(total.rps, 1), "p50_ms": total.latency_ms["50%"], "p95_ms": total.latency_ms["95%"],
+            "p99_ms": total.latency_ms["99%"], "locust_cpu_cores": round(client_cpu_s / wall, 2),
             **{f"{part}_cpu_cores": round((server_after[part] - server_before[part]) / wall, 2) for part in server_after}}
 
 
@@ -90,28 +90,19 @@ def plot(report: dict, path: Path, seconds: int) -> None:
     plt.close(figure)
 
 
-def configure_models(config_text: str, models: list[str]) -> str:
-    """config.properties loading exactly ``models``: this project's archives with their batching from
-    config.properties, the int8 variant with the same batching, the stock baseline at batch size 1."""
-    configured = configured_models(config_text)
-    version, settings = next(iter(configured["ai_detector"].items()))
-    entries = {}
-    for name in models:
-        if name in configured:
-            entries[name] = configured[name]
-        elif name == STOCK:
-            entries[name] = {"1.0": {**settings, "marName": archive_name(name), "maxWorkers": 1, "batchSize": 1,
-                                     "maxBatchDelay": 0}}
-        else:
-            entries[name] = {version: {**settings, "marName": archive_name(name)}}
-    text = re.sub(r"^load_models=.*$", "load_models=" + ",".join(archive_name(m) for m in models),
-                  without_models(config_text), flags=re.MULTILINE)
-    return text + "models=" + json.dumps(entries) + "\n"
+def configure_models(config: TorchServeConfig, models: list[str]) -> None:
+    """Load exactly ``models``: this project's archives with their batching from config.properties,
+    the stock baseline (ai_detector's settings otherwise) at batch size 1 on one worker."""
+    if STOCK in models:
+        config.add_model(STOCK, like="ai_detector", version="1.0", maxWorkers=1, batchSize=1, maxBatchDelay=0)
+    for name in config.models:
+        if name not in models:
+            config.remove_model(name)
 
 
 def shipped_batching(model: str) -> tuple[int, int]:
     """The model's batch size and delay in config.properties (its first version)."""
-    settings = next(iter(configured_models((REPO / "config.properties").read_text())[model].values()))
+    settings = next(iter(TorchServeConfig.load(REPO / "config.properties").models[model].values()))
     return settings["batchSize"], settings["maxBatchDelay"]
 
 
@@ -158,17 +149,15 @@ def main(argv: list[str] | None = None) -> None:
     run_dir = Path(tempfile.mkdtemp(prefix="sweep_", dir=args.out))
     image_dir = write_images(images, run_dir / "images")  # the same images for Locust as for the bare model
     store = benchmark_store(run_dir, models)
-    config = render_config(REPO / "config.properties", run_dir / "config.properties",
-                           tuple(int(p) for p in args.ports.split(",")))
-    text = configure_models(config.read_text(), models)
-    config.write_text(text)
+    config = render_config(REPO / "config.properties", run_dir / "config.properties", Ports.from_csv(args.ports),
+                           edit=lambda settings: configure_models(settings, models))
     try:
         client = start(config, store, run_dir)   # inside the try: a server that never got ready is stopped too
         sweep = {model: [] for model in models}
         for model in models:
             for users in (int(u) for u in args.users.split(",")):
-                sweep[model].append(run_locust(client, run_dir, model, users, args.seconds,
-                                               args.out / f"locust_{model}_{users}u", image_dir))
+                sweep[model].append(run_step(client, run_dir, model, users, args.seconds,
+                                             args.out / f"locust_{model}_{users}u", image_dir))
                 print(f"[sweep] {model}: {sweep[model][-1]}", flush=True)
     finally:
         stop(run_dir)

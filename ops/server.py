@@ -14,22 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import requests
 
 from export.archive import SUMS_NAME, sha256_file
 from ops.client import DetectorClient
+from ops.torchserve_config import Models, TorchServeConfig
 
 REPO = Path(__file__).resolve().parent.parent
-ADDRESS_KEYS = ("inference_address", "management_address", "metrics_address")
-GRPC_PORT_KEYS = ("grpc_inference_port", "grpc_management_port")  # gRPC cannot be switched off in 0.12
 LOG_CONFIG = REPO / "log4j2.xml"   # INFO-level logging instead of TorchServe's built-in DEBUG
 
 
@@ -53,43 +50,14 @@ def verify_archives(model_store: Path) -> list[str]:
     return names
 
 
-def render_config(template: Path, destination: Path, ports: tuple[int, ...]) -> Path:
-    """Copy config.properties with its five loopback ports replaced (tests use free ports):
-    inference, management, metrics (HTTP), then gRPC inference and management."""
-    if len(ports) != len(ADDRESS_KEYS) + len(GRPC_PORT_KEYS):
-        raise ValueError(f"need {len(ADDRESS_KEYS) + len(GRPC_PORT_KEYS)} ports, got {ports}")
-    text = template.read_text()
-    for key, port in zip(ADDRESS_KEYS, ports):
-        text = re.sub(rf"^{key}=.*$", f"{key}=http://127.0.0.1:{port}", text, flags=re.MULTILINE)
-    for key, port in zip(GRPC_PORT_KEYS, ports[len(ADDRESS_KEYS):]):
-        text = re.sub(rf"^{key}=.*$", f"{key}={port}", text, flags=re.MULTILINE)
-    destination.write_text(text)
-    return destination
-
-
-def without_models(text: str) -> str:
-    """config.properties loading no model at start (no load_models entries, no models= block)."""
-    text = re.sub(r"^load_models=.*$", "load_models=", text, flags=re.MULTILINE)
-    return re.sub(r"^models=\{.*?^\}\n", "", text, flags=re.MULTILINE | re.DOTALL)
-
-
-def with_model_api_and_no_models(text: str) -> str:
-    """config.properties as an operator who turns the model API on and registers models by hand
-    (the operations tests and the scaling benchmark, which re-registers with other batching)."""
-    return without_models(text.replace("enable_model_api=false", "enable_model_api=true"))
-
-
-def configured_models(text: str) -> dict[str, Any]:
-    """The ``models=`` JSON of a config.properties (continued lines, or one line as in a ConfigMap)."""
-    joined = text.replace("\\\n", "")
-    start = re.search(r"^\s*models=", joined, flags=re.MULTILINE).end()
-    return json.JSONDecoder().raw_decode(joined, start)[0]
+def configured_models(text: str) -> Models:
+    """The models= JSON of config.properties text (a file's, or a ConfigMap's one-line value)."""
+    return TorchServeConfig.parse(text).models
 
 
 def loaded_model_names(config: Path) -> list[str]:
-    match = re.search(r"^load_models=(.*)$", config.read_text(), flags=re.MULTILINE)
-    entries = [e.strip() for e in match.group(1).split(",")] if match else []
-    return [e.split("=", 1)[0].removesuffix(".mar") for e in entries if e]
+    """The models a config.properties starts (export.kserve_layout copies their archives)."""
+    return TorchServeConfig.load(config).loaded_models
 
 
 def _private_tmp(run_dir: Path) -> Path:
@@ -121,6 +89,7 @@ def start(config: Path = REPO / "config.properties", model_store: Path = REPO / 
     if shutil.which("java") is None:
         raise ServerError("java not found: TorchServe needs Java 17 (make setup installs it)")
     verify_archives(model_store)
+    settings = TorchServeConfig.load(config)   # a malformed file fails here, before a server is started
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "key_file.json").unlink(missing_ok=True)
@@ -128,11 +97,10 @@ def start(config: Path = REPO / "config.properties", model_store: Path = REPO / 
         subprocess.run([_torchserve(), "--start", "--ncs", "--ts-config", str(config.resolve()),
                         "--model-store", str(model_store.resolve()), "--log-config", str(LOG_CONFIG)],
                        cwd=run_dir, env=_environment(run_dir), check=True, stdout=console, stderr=console)
-    settings = dict(re.findall(r"^(\w+)=(.*)$", config.read_text(), flags=re.MULTILINE))
-    client = DetectorClient(settings["inference_address"], settings["management_address"],
+    client = DetectorClient(settings.addresses.inference, settings.addresses.management,
                             key_file=run_dir / "key_file.json",
                             authorization=settings.get("disable_token_authorization") != "true")
-    wait_ready(client, loaded_model_names(config), run_dir, timeout)
+    wait_ready(client, settings.loaded_models, run_dir, timeout)
     return client
 
 

@@ -3,15 +3,16 @@ exactly as `make serve` starts it (archives verified, readiness polled)."""
 
 from __future__ import annotations
 
-import re
 import socket
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from detector.answer import UNCERTAIN, forced_label
 from ops.client import DetectorClient
-from ops.server import render_config, start, stop, with_model_api_and_no_models  # noqa: F401 (re-exported)
+from ops.server import start, stop
+from ops.torchserve_config import Ports, TorchServeConfig, render_config
 from tests.conftest import MODEL_STORE, REPO
 
 
@@ -25,14 +26,12 @@ def free_ports(count: int) -> tuple[int, ...]:
     return ports
 
 
-def start_server(run_dir: Path, edit_config=None, model_store: Path = MODEL_STORE,
-                 template: Path = REPO / "config.properties") -> DetectorClient:
+def start_server(run_dir: Path, edit_config: Callable[[TorchServeConfig], None] | None = None,
+                 model_store: Path = MODEL_STORE, template: Path = REPO / "config.properties") -> DetectorClient:
     """TorchServe from ``template`` (optionally edited) on free loopback ports; stopped on failure."""
     if not (model_store / "SHA256SUMS").exists():
         pytest.fail(f"{model_store} has no archives: run `make build` (make test does it first)")
-    config = render_config(template, run_dir / "config.properties", free_ports(5))
-    if edit_config:
-        config.write_text(edit_config(config.read_text()))
+    config = render_config(template, run_dir / "config.properties", Ports(*free_ports(5)), edit=edit_config)
     try:
         return start(config, model_store, run_dir, timeout=240)
     except Exception:
@@ -49,9 +48,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, cifake_dir: Path):
 
 
 def metrics_url(client: DetectorClient) -> str:
-    config = Path(client.key_file).parent / "config.properties"
-    port = re.search(r"^metrics_address=http://127\.0\.0\.1:(\d+)$", config.read_text(), re.MULTILINE).group(1)
-    return f"http://127.0.0.1:{port}"
+    """From the config start_server wrote beside the key file (the client knows only inference and management)."""
+    return TorchServeConfig.load(Path(client.key_file).parent / "config.properties").addresses.metrics
 
 
 def check_schema(body: dict) -> None:

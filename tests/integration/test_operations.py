@@ -17,7 +17,8 @@ from export.export import ONNX_NAME
 from ops.client import DetectorClient
 from ops.server import stop
 from tests.conftest import MODEL_STORE, REPO
-from tests.integration.conftest import start_server, with_model_api_and_no_models
+from ops.torchserve_config import open_model_api_without_models
+from tests.integration.conftest import start_server
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +59,7 @@ def versioned(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path, cif
                            file_name="ai_detector_onnx_version.mar")
     write_sums(store, [store / "ai_detector.mar", second])
     run_dir = tmp_path_factory.mktemp("torchserve_versions")
-    client = start_server(run_dir, with_model_api_and_no_models, model_store=store)
+    client = start_server(run_dir, open_model_api_without_models, model_store=store)
     yield client, base
     stop(run_dir)
 

@@ -4,8 +4,8 @@ nothing listening beyond loopback."""
 
 from __future__ import annotations
 
-import re
 import threading
+from dataclasses import astuple
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -14,14 +14,11 @@ import requests
 
 from ops.client import read_keys
 from ops.server import stop
-from tests.integration.conftest import metrics_url, start_server, with_model_api_and_no_models
+from ops.torchserve_config import TorchServeConfig, open_model_api_without_models
+from tests.integration.conftest import metrics_url, start_server
 
 pytestmark = pytest.mark.integration
 LOOPBACK_HEX = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
-
-
-def _port(url: str) -> int:
-    return int(url.rsplit(":", 1)[1])
 
 
 def _listening_addresses(port: int) -> set[str]:
@@ -39,11 +36,9 @@ def _listening_addresses(port: int) -> set[str]:
 def test_every_port_listens_on_loopback_only(server) -> None:
     """HTTP inference, management and metrics, and the gRPC pair TorchServe always opens."""
     client, run_dir = server
-    config = (run_dir / "config.properties").read_text()
-    grpc = [int(p) for p in re.findall(r"^grpc_\w+_port=(\d+)$", config, flags=re.MULTILINE)]
-    ports = [_port(client.inference_url), _port(client.management_url), _port(metrics_url(client)), *grpc]
-    assert len(ports) == 5
-    for port in ports:
+    config = TorchServeConfig.load(run_dir / "config.properties")
+    assert (client.inference_url, client.management_url) == (config.addresses.inference, config.addresses.management)
+    for port in astuple(config.ports):
         addresses = _listening_addresses(port)
         assert addresses and addresses <= LOOPBACK_HEX, (port, addresses)
 
@@ -87,7 +82,7 @@ def test_model_registration_is_disabled_by_default(server) -> None:
 def open_api_server(tmp_path_factory: pytest.TempPathFactory, cifake_dir: Path):
     """A second server with the model API turned ON (an operator's choice) and no models loaded."""
     run_dir = tmp_path_factory.mktemp("torchserve_open_api")
-    client = start_server(run_dir, with_model_api_and_no_models)
+    client = start_server(run_dir, open_model_api_without_models)
     yield client
     stop(run_dir)
 

@@ -17,6 +17,7 @@ import requests
 
 from detector.answer import forced_label
 from detector.pipeline import DetectorPipeline
+from loadtest.locust_runner import run_locust
 from ops.client import DetectorClient, read_keys
 from ops.served_accuracy import main as served_accuracy_main
 from monitoring.dashboard import metric_names
@@ -186,17 +187,11 @@ def test_readme_explanation_and_classify_block_works(server, cifake_images, tmp_
 
 
 def test_locust_scenario_runs_clean_against_the_server(server, tmp_path: Path) -> None:
+    """The locustfile as run by hand: images sampled from CIFAKE, a plain -t 6s, no measuring window."""
     client, run_dir = server
-    env = {**os.environ, "AI_DETECTOR_KEY_FILE": str(run_dir / "key_file.json"), "LOADTEST_IMAGES": "50"}
-    command = [str(REPO / ".venv" / "bin" / "locust"), "-f", str(REPO / "loadtest" / "locustfile.py"), "--headless",
-               "-u", "2", "-r", "2", "-t", "6s", "--host", client.inference_url, "--csv", str(tmp_path / "run"),
-               "--only-summary"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-2000:]
-    rows = (tmp_path / "run_stats.csv").read_text().splitlines()
-    aggregated = next(r.split(",") for r in rows if ",Aggregated," in r)
-    requests_count, failures = int(aggregated[2]), int(aggregated[3])
-    assert requests_count > 10 and failures == 0
+    stats = run_locust(client.inference_url, run_dir / "key_file.json", "ai_detector", users=2, seconds=6,
+                       prefix=tmp_path / "run", window=False, log=tmp_path / "locust.log")
+    assert stats.total.requests > 10 and stats.total.failures == 0, (tmp_path / "locust.log").read_text()[-2000:]
 
 
 def test_metrics_port_serves_the_handlers_own_metrics_without_a_key(server, cifake_images) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from loadtest.locust_runner import LocustRow
 from loadtest.overload import find_saturation, status_figures, summary
 from detector.hardware import cpu_info
 
@@ -24,9 +25,9 @@ def test_saturation_search_stops_at_the_user_bound() -> None:
 
 
 def test_status_figures_split_answers_by_status() -> None:
-    rows = {"200": {"Request Count": "300", "50%": "90", "95%": "150"},
-            "503": {"Request Count": "100", "50%": "4", "95%": "9"},
-            "Aggregated": {"Request Count": "400", "50%": "80", "95%": "140"}}
+    rows = {"200": LocustRow(300, 0, 30.0, {"50%": 90.0, "95%": 150.0}),
+            "503": LocustRow(100, 100, 10.0, {"50%": 4.0, "95%": 9.0}),
+            "Aggregated": LocustRow(400, 100, 40.0, {"50%": 80.0, "95%": 140.0})}
     figures = status_figures(rows, seconds=10)
     assert figures == {"200": {"count": 300, "share": 0.75, "per_second": 30.0, "p50_ms": 90.0, "p95_ms": 150.0},
                        "503": {"count": 100, "share": 0.25, "per_second": 10.0, "p50_ms": 4.0, "p95_ms": 9.0}}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loadtest.soak import SoakReport, _read_locust, memory_growth_pct
+from loadtest.locust_runner import read_stats
+from loadtest.soak import SoakReport, memory_growth_pct
 
 
 def test_memory_growth_ignores_a_sawtooth_and_catches_a_leak() -> None:
@@ -28,7 +29,8 @@ def test_locust_failures_are_split_into_retriable_and_unexplained(tmp_path: Path
         "POST,/predictions/ai_detector,\"CatchResponseError('507: {\\n  \"\"message\"\": \"\"Worker died.\"\"\\n}')\",3\n"
         "POST,/predictions/ai_detector,\"CatchResponseError('500: {\"\"message\"\": \"\"boom\"\"}')\",2\n")
     report = SoakReport(model="ai_detector", seconds=10, users=1)
-    _read_locust(prefix, report)
+    report.add_locust(read_stats(prefix))
     assert (report.locust_requests, report.locust_ok, report.locust_unexplained_failures) == (100, 95, 2)
     assert report.latency_ms["99%"] == 150.0
+    assert report.locust_failures == {'507: {\\n  "message": "Worker died."\\n}': 3, '500: {"message": "boom"}': 2}
     assert report.checks(None) == ["2 Locust failures are not retriable answers"]

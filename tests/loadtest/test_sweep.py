@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.sweep import bare_batch_sizes, configure_models, main, shipped_batching
-from ops.server import configured_models
+from ops.torchserve_config import TorchServeConfig
 from tests.conftest import REPO
 from tests.integration.conftest import free_ports
 
@@ -17,17 +17,18 @@ pytestmark = pytest.mark.integration
 
 
 def test_configured_models_keep_their_batching_and_the_baseline_gets_batch_one() -> None:
-    text = configure_models((REPO / "config.properties").read_text(), ["ai_detector", "ai_detector_int8", "stock_baseline"])
-    models = configured_models(text)
+    config = TorchServeConfig.load(REPO / "config.properties")
+    configure_models(config, ["ai_detector", "ai_detector_int8", "stock_baseline"])
+    models = TorchServeConfig.parse(config.text()).models
     assert list(models) == ["ai_detector", "ai_detector_int8", "stock_baseline"]
-    shipped = configured_models((REPO / "config.properties").read_text())
+    shipped = TorchServeConfig.load(REPO / "config.properties").models
     assert models["ai_detector_int8"] == shipped["ai_detector_int8"] and models["ai_detector"] == shipped["ai_detector"]
     assert models["stock_baseline"]["1.0"]["batchSize"] == 1
-    assert "load_models=ai_detector.mar,ai_detector_int8.mar,stock_baseline.mar" in text
+    assert "load_models=ai_detector.mar,ai_detector_int8.mar,stock_baseline.mar\n" in config.text()
 
 
 def test_shipped_batching_is_read_per_model_from_config_properties() -> None:
-    shipped = configured_models((REPO / "config.properties").read_text())
+    shipped = TorchServeConfig.load(REPO / "config.properties").models
     for model in ("ai_detector", "ai_detector_int8"):
         settings = next(iter(shipped[model].values()))
         assert shipped_batching(model) == (settings["batchSize"], settings["maxBatchDelay"])

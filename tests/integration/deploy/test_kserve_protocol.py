@@ -4,7 +4,6 @@ the v1 protocol (POST /v1/models/ai_detector:predict) through the kserve envelop
 from __future__ import annotations
 
 import base64
-import re
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ def kserve_server(tmp_path_factory: pytest.TempPathFactory, cifake_dir: Path):
     layout = build_layout(MODEL_STORE, tmp_path_factory.mktemp("kserve") / "storage")
     run_dir = tmp_path_factory.mktemp("kserve_run")
     store = layout / "model-store"
-    client = start_server(run_dir, lambda text: re.sub(r"^model_store=.*$", f"model_store={store}", text, flags=re.MULTILINE),
+    client = start_server(run_dir, lambda config: config.set("model_store", str(store)),
                           model_store=store, template=layout / "config" / "config.properties")
     yield client
     stop(run_dir)
