@@ -20,11 +20,11 @@ from pathlib import Path
 
 from detector.metadata import METADATA_FILENAME, ModelMetadata
 from detector.model import WEIGHTS_FILENAME
-from detector.spectral import SPECTRAL_FILENAME
+from detector.paths import REPO
 from detector.selfcheck import SELFCHECK_FILENAME
+from detector.spectral import SPECTRAL_FILENAME
 from export.export import INT8_NAME, ONNX_NAME, TORCHSCRIPT_NAME
 
-REPO = Path(__file__).resolve().parent.parent
 HANDLER = REPO / "handlers" / "ai_detector_handler.py"
 MODEL_CONFIG = REPO / "handlers" / "model-config.yaml"
 PACKAGES = ("detector", "handlers")

@@ -14,10 +14,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from detector.paths import REPO
 from export.archive import write_sums
 from ops.server import loaded_model_names, verify_archives
 
-REPO = Path(__file__).resolve().parent.parent
 KSERVE_CONFIG = REPO / "deploy" / "kserve" / "config.properties"
 
 

@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 import yaml
 
-from detector.hardware import cpu_info, cpu_line
 from detector.backends import FALLBACK_NAME, select_device
+from detector.hardware import cpu_info, cpu_line
+from detector.paths import REPO
 from detector.pipeline import DetectorPipeline, HandlerSettings
 from export.variants import FORMATS
 from loadtest.images import load_images
 
-REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = FORMATS   # backend name -> artifact file (bf16: python -m export.variants)
 
 

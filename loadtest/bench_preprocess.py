@@ -23,13 +23,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from detector.hardware import cpu_info, cpu_line
 from detector.data import CifakeSource, choose_samples
+from detector.hardware import cpu_info, cpu_line
 from detector.model import load_model, predict_logits
+from detector.paths import REPO
 from detector.preprocessing import align_image, decode_image
-
-REPO = Path(__file__).resolve().parent.parent
-
 
 # name -> (width, height, JPEG quality): the same photo-like content at a phone camera's 12 MP and three
 # qualities, since entropy decoding (which no DCT scaling skips) grows with the file's size, and at 2 MP

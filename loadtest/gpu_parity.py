@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from detector.backends import Backend, TorchScriptBackend, backend_logits
 from detector.metadata import ModelMetadata
 from detector.model import calibrated_probabilities
-from export.export import TORCHSCRIPT_NAME, parity_images
+from detector.paths import REPO
 from detector.selfcheck import probability_agreement
-from detector.backends import Backend, TorchScriptBackend, backend_logits
-
-REPO = Path(__file__).resolve().parent.parent
+from export.export import TORCHSCRIPT_NAME, parity_images
 
 
 def probabilities(backend: Backend, images: np.ndarray, temperature: float, batch_size: int = 256) -> np.ndarray:

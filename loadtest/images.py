@@ -7,8 +7,7 @@ import random
 from pathlib import Path
 
 from detector.data import CifakeSource
-
-REPO = Path(__file__).resolve().parent.parent
+from detector.paths import REPO
 
 
 def load_images(count: int, seed: int = 0) -> list[bytes]:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-REPO = Path(__file__).resolve().parent.parent
+from detector.paths import REPO
+
 LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
 START_BOUND_S = 120   # how long a busy machine may take to start Locust and answer the first request
 STOP_TIMEOUT_S = 30   # users finish their request in flight when the time is up

@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 
 from detector.hardware import cpu_info, cpu_line
+from detector.paths import REPO
 from loadtest.images import load_images, write_images
 from loadtest.locust_runner import LocustRow, run_locust
 
-REPO = Path(__file__).resolve().parent.parent
 PLATEAU_GAIN = 1.10   # a doubling of users that adds less than this factor of throughput does not count
 PLATEAU_STEPS = 2     # doublings in a row that must fail to add before the search stops
 

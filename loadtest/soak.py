@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from detector.hardware import cpu_info, cpu_line
+from detector.paths import REPO
 from loadtest.images import load_images
 from loadtest.locust_runner import LocustStats, run_locust
-from detector.hardware import cpu_info, cpu_line
 from ops.client import DetectorClient, is_retriable
 
-REPO = Path(__file__).resolve().parent.parent
 RECOVERY_BOUND_S = 180   # how long a killed worker may take to come back, even on a busy machine
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import requests
 
-REPO = Path(__file__).resolve().parent.parent
+from detector.paths import REPO
+
 KEY_FILE_ENV = "AI_DETECTOR_KEY_FILE"
 # Answers that say "try again", not "your request is wrong": a gateway/overload status, or
 # TorchServe's "Worker died." for the requests of a batch whose worker process was lost

@@ -27,10 +27,9 @@ import numpy as np
 from detector.answer import UNCERTAIN, forced_label
 from detector.data import CifakeSource, choose_samples
 from detector.metadata import ModelMetadata
+from detector.paths import REPO
 from ops.client import DetectorClient
 from training.evaluate import evaluate
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def served_labels(client: DetectorClient, model: str, images: list[bytes], concurrency: int) -> dict[str, Any]:

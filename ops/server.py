@@ -22,11 +22,11 @@ from pathlib import Path
 
 import requests
 
+from detector.paths import REPO
 from export.archive import SUMS_NAME, sha256_file
 from ops.client import DetectorClient
-from ops.torchserve_config import Models, TorchServeConfig
+from ops.torchserve_config import TorchServeConfig
 
-REPO = Path(__file__).resolve().parent.parent
 LOG_CONFIG = REPO / "log4j2.xml"   # INFO-level logging instead of TorchServe's built-in DEBUG
 
 
@@ -48,11 +48,6 @@ def verify_archives(model_store: Path) -> list[str]:
             raise ServerError(f"{name} does not match its recorded SHA-256: rebuild it with `make build`")
         names.append(name)
     return names
-
-
-def configured_models(text: str) -> Models:
-    """The models= JSON of config.properties text (a file's, or a ConfigMap's one-line value)."""
-    return TorchServeConfig.parse(text).models
 
 
 def loaded_model_names(config: Path) -> list[str]:

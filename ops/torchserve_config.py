@@ -158,10 +158,13 @@ class TorchServeConfig:
         return _unescape(logical.partition("=")[2].lstrip())
 
     def require(self, key: str) -> str:
+        """The value, or a ConfigError naming the file: for keys the caller cannot do without."""
         value = self.get(key)
         if value is None:
             raise ConfigError(f"{self.source} has no {key}")
         return value
+
+    __getitem__ = require
 
     def set(self, key: str, value: str) -> None:
         """Replace the key's line where it stands, or append it at the end."""

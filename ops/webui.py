@@ -19,9 +19,10 @@ from pathlib import Path
 
 import requests
 
+from detector.paths import REPO
 from ops.client import DetectorClient
 
-PAGE = Path(__file__).resolve().parent.parent / "webui" / "index.html"
+PAGE = REPO / "webui" / "index.html"
 MAX_BODY_BYTES = 24 * 2**20   # config.properties max_request_size
 
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import settings
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
+from detector.paths import REPO
+
 CIFAKE = REPO.parent / "shared" / "data" / "cifake"
 TEST_ZIP = CIFAKE / "test.zip"
 MODEL_DIR = REPO / "model"
@@ -21,9 +24,17 @@ ARTIFACTS = REPO / "build" / "artifacts"
 MODEL_STORE = REPO / "model_store"
 
 
+pytest_plugins = ["pytester"]   # tests/unit/test_tiers.py runs the unit tier's guard in a throwaway pytest
+
 settings.register_profile("ci", max_examples=300, derandomize=True)
 settings.register_profile("long", max_examples=20_000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tier is the folder: tests under tests/unit/ are marked ``unit``, under tests/integration/ ``integration``."""
+    for item in items:
+        item.add_marker(Path(item.path).relative_to(REPO / "tests").parts[0])
 
 
 def require_cifake() -> Path:
@@ -64,6 +75,28 @@ def photo(width: int, height: int, seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, size=(max(height // 16, 2), max(width // 16, 2), 3), dtype=np.uint8)
     return Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
+
+
+def outside_folder(root: Path) -> Path:
+    """A small folder in the layout of shared/data/outside (real/, generated/, MANIFEST.tsv), with a stray file."""
+    for name, count in (("real", 3), ("generated", 2)):
+        (root / name).mkdir(parents=True)
+        for index in range(count):
+            (root / name / f"{index}.jpg").write_bytes(encode(photo(48, 40, seed=index), "JPEG", quality=90))
+    (root / "generated" / "notes.txt").write_text("not an image")
+    (root / "MANIFEST.tsv").write_text("file\tclass\tgenerator\ngenerated/0.jpg\tgenerated\tSDXL\n")
+    return root
+
+
+@pytest.fixture
+def pickle_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every pickle entry point (and torch.load, which unpickles) made to explode: the load path must not use them."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle used on the load path")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    monkeypatch.setattr(torch, "load", refuse)
 
 
 class FakeMetrics:

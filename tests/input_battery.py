@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 import struct
 import zipfile
 import zlib
@@ -21,6 +20,7 @@ import yaml
 from PIL import Image
 
 from detector.pipeline import HandlerSettings
+from ops.torchserve_config import TorchServeConfig
 from tests.conftest import REPO, encode, photo
 
 OK = 200
@@ -77,8 +77,7 @@ def _rgba_png() -> bytes:
 def configured_limits() -> tuple[int, int]:
     """(handler max_image_bytes from handlers/model-config.yaml, TorchServe max_request_size from config.properties)."""
     handler = HandlerSettings.from_yaml(yaml.safe_load((REPO / "handlers" / "model-config.yaml").read_text())["handler"])
-    request = re.search(r"^max_request_size=(\d+)$", (REPO / "config.properties").read_text(), flags=re.MULTILINE)
-    return handler.limits.max_bytes, int(request.group(1))
+    return handler.limits.max_bytes, int(TorchServeConfig.load(REPO / "config.properties").require("max_request_size"))
 
 
 def build_battery(valid_jpeg: bytes, image_limit: int, request_limit: int) -> list[Case]:

@@ -20,8 +20,6 @@ from tests.conftest import MODEL_STORE, REPO
 from ops.torchserve_config import open_model_api_without_models
 from tests.integration.conftest import start_server
 
-pytestmark = pytest.mark.integration
-
 
 def ops(client: DetectorClient, *args: str) -> str:
     """Run the ops CLI as an operator would, against this test's server."""

@@ -14,8 +14,6 @@ from ops.client import read_keys
 from tests.input_battery import OK, configured_limits, Case, build_battery
 from tests.integration.conftest import check_schema
 
-pytestmark = pytest.mark.integration
-
 
 def _send(url: str, key: str, case: Case) -> requests.Response:
     headers = {"Authorization": f"Bearer {key}"}

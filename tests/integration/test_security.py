@@ -17,7 +17,6 @@ from ops.server import stop
 from ops.torchserve_config import TorchServeConfig, open_model_api_without_models
 from tests.integration.conftest import metrics_url, start_server
 
-pytestmark = pytest.mark.integration
 LOOPBACK_HEX = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}
 
 

@@ -11,7 +11,7 @@ from loadtest.soak import REPO, markdown, run_soak
 from ops.server import stop
 from tests.integration.conftest import start_server
 
-pytestmark = [pytest.mark.integration, pytest.mark.soak]
+pytestmark = pytest.mark.soak
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
 
 

@@ -24,7 +24,6 @@ from monitoring.dashboard import metric_names
 from tests.conftest import MODEL_DIR, REPO, encode
 from tests.integration.conftest import check_schema, metrics_url
 
-pytestmark = pytest.mark.integration
 MODELS = ("ai_detector", "ai_detector_onnx")
 
 

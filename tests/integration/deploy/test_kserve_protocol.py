@@ -16,8 +16,6 @@ from tests.conftest import MODEL_STORE
 from tests.integration.conftest import check_schema, start_server
 from tests.integration.test_torchserve import offline_fake_probabilities
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def kserve_server(tmp_path_factory: pytest.TempPathFactory, cifake_dir: Path):

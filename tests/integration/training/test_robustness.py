@@ -1,0 +1,20 @@
+"""The robustness report end to end on CIFAKE test images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import MODEL_DIR
+from training import robustness
+
+
+def test_report_runs_end_to_end(cifake_dir: Path, tmp_path: Path) -> None:
+    robustness.main(["--model", str(MODEL_DIR), "--data", str(cifake_dir), "--images", "16", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "robustness.json").read_text())
+    assert [r["condition"] for r in report["cifake"]] == list(robustness.CONDITIONS)
+    assert all(r["images"] == 16 and r["served_accuracy"] <= r["accuracy"] for r in report["cifake"])
+    assert all(r["served_accuracy"] >= r["accuracy"] - (1 - r["coverage"]) - 1e-9 for r in report["cifake"])
+    assert all(0.0 <= r["false_positive_rate"] <= 1.0 for r in report["outside"])
+    assert "| JPEG quality 50 |" in (tmp_path / "robustness.md").read_text()
+    assert (tmp_path / "robustness.png").stat().st_size > 10_000

@@ -1,0 +1,30 @@
+"""The robustness report's conditions change the image as named; the package photos decode."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from detector.preprocessing import decode_image
+from tests.conftest import photo
+from training import robustness
+
+
+def test_conditions_change_the_image_as_named() -> None:
+    image = photo(32, 32, seed=1)
+    for side in (256, 512, 1024):
+        data = robustness.CONDITIONS[f"upscaled to {side} px, JPEG 90"](image)
+        assert Image.open(io.BytesIO(data)).size == (side, side) and Image.open(io.BytesIO(data)).format == "JPEG"
+    low, high = robustness.CONDITIONS["JPEG quality 50"](image), robustness.CONDITIONS["JPEG quality 90"](image)
+    assert len(low) < len(high)
+    blurred = decode_image(robustness.CONDITIONS["Gaussian blur σ=1 px"](image))
+    assert blurred.size == (32, 32) and not np.array_equal(np.asarray(blurred), np.asarray(image))
+
+
+def test_outside_photos_are_real_decodable_images() -> None:
+    sets = robustness.outside_photos(seed=0, crops_per_photo=2)
+    counts = [len(files) for files in sets.values()]
+    assert counts[0] >= 15 and counts[1] == 2 * counts[0] and counts[2] == 100
+    assert all(min(decode_image(f).size) >= 25 for files in sets.values() for f in files)
