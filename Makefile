@@ -10,7 +10,7 @@ MODEL    ?= model
 ARTIFACTS := build/artifacts
 SOURCES  := $(wildcard detector/*.py handlers/*.py handlers/*.yaml export/*.py $(MODEL)/spectral.json) $(MODEL)/model.safetensors $(MODEL)/metadata.json
 
-.PHONY: setup build variants bench kserve-layout serve webui stop served-accuracy test container-test overload soak fuzz train evaluate robustness clean
+.PHONY: setup build variants bench kserve-layout serve webui stop served-accuracy test container-test overload soak fuzz train promote evaluate robustness clean
 
 setup: .venv/.installed
 .venv/.installed: pyproject.toml uv.lock scripts/setup.sh
@@ -77,17 +77,20 @@ soak: build
 fuzz: .venv/.installed
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q -p no:cacheprovider tests/detector/test_fuzz_decode.py
 
-# The shipped model, exactly as it was made: on 2 CPU cores (~2 h 45 min) a progressive run (64 -> 112 -> 224 px),
-# a fine-tune at 224 px, a fine-tune at 112 px, a stage at 224 px with JPEG/blur augmentation and a second one;
-# then two long 224 px stages that ran on one H100 (11 + 6.5 min; the same code runs on a CPU, for about two days).
+# The shipped model, exactly as it was made: training/recipe/*.toml in order, each step fine-tuning the previous
+# step's run (runs/NN_name). On 2 CPU cores (~2 h 45 min) a progressive run (64 -> 112 -> 224 px), a fine-tune at
+# 224 px, a fine-tune at 112 px, a step at 224 px with JPEG/blur augmentation and a second one; then two long
+# 224 px steps that ran on one H100 (11 + 6.5 min; the same code runs on a CPU, for about two days).
+# Ship the last run with `make promote RUN=runs/07_model_224_gpu2` (after `make evaluate MODEL=runs/07_model_224_gpu2`).
+RECIPE := $(sort $(wildcard training/recipe/*.toml))
 train: .venv/.installed
-	$(PY) -m training.train --config training/configs/first_model.toml --data $(CIFAKE) --resume
-	$(PY) -m training.train --config training/configs/first_model_finetune.toml --data $(CIFAKE) --resume
-	$(PY) -m training.train --config training/configs/first_model_finetune112.toml --data $(CIFAKE) --resume
-	$(PY) -m training.train --config training/configs/model_224.toml --data $(CIFAKE) --resume
-	$(PY) -m training.train --config training/configs/model_224_continue.toml --data $(CIFAKE) --resume
-	$(PY) -m training.train --config training/configs/model_224_gpu.toml --data $(CIFAKE) --resume
-	$(PY) -m training.train --config training/configs/model_224_gpu2.toml --data $(CIFAKE) --resume
+	for step in $(RECIPE); do $(PY) -m training.train --config $$step --data $(CIFAKE) --resume || exit 1; done
+
+# A finished run into $(MODEL): weights, metadata.json, config.json, train log and reports (make evaluate MODEL=RUN
+# first), then the UNCERTAIN threshold and the spectral score refitted for it; refuses an unfinished or incomplete run.
+promote: .venv/.installed
+	@test -n "$(RUN)" || { echo "usage: make promote RUN=runs/<name>" >&2; exit 2; }
+	$(PY) -m training.promote --run $(RUN) --model $(MODEL) --data $(CIFAKE)
 
 # The official test split (test_report.*), then real photos and generated images from outside CIFAKE (outside_report.*).
 evaluate: .venv/.installed

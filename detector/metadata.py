@@ -28,6 +28,9 @@ class ModelMetadata:
                                     # fitted on validation, 0 never abstains
     version: str = "0.0.0"
     training_data_sha256: str = ""
+    # lineage: which weights the training started from and which config file it ran
+    parent_sha256: str | None = None  # SHA-256 of the init_from model.safetensors; None from scratch/ImageNet
+    recipe_step: str | None = None    # config file name, e.g. 07_model_224_gpu2.toml (training/recipe/)
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:

@@ -15,6 +15,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -50,21 +51,16 @@ def plot_spectra(images: np.ndarray, labels: np.ndarray, class_names: tuple[str,
     plt.close(figure)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=Path("model"), help="model folder: spectral.json is written here")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/cifake"))
-    parser.add_argument("--seed", type=int, default=0, help="validation carve-out seed (the CNN's)")
-    parser.add_argument("--val-fraction", type=float, default=0.05)
-    parser.add_argument("--max-train-images", type=int, default=None, help="subset (smoke tests)")
-    parser.add_argument("--out", type=Path, default=None, help="report folder (default MODEL/reports)")
-    args = parser.parse_args(argv)
-    metadata = ModelMetadata.load(args.model)
-    source = CifakeSource(args.data, metadata.class_names)
+def refit(model: Path, data: Path, seed: int = 0, val_fraction: float = 0.05, max_train_images: int | None = None,
+          out: Path | None = None) -> dict[str, Any]:
+    """Fit the score for ``model``'s preprocessing, write ``spectral.json`` and the report (``out``, default
+    MODEL/reports); returns the measured accuracies."""
+    metadata = ModelMetadata.load(model)
+    source = CifakeSource(data, metadata.class_names)
     train = source.split("train")
-    train_idx, val_idx = stratified_split(np.array([s.label for s in train]), args.val_fraction, args.seed)
-    if args.max_train_images:
-        train_idx = np.random.default_rng(args.seed).choice(train_idx, min(args.max_train_images, len(train_idx)), replace=False)
+    train_idx, val_idx = stratified_split(np.array([s.label for s in train]), val_fraction, seed)
+    if max_train_images:
+        train_idx = np.random.default_rng(seed).choice(train_idx, min(max_train_images, len(train_idx)), replace=False)
     load = lambda samples, name: load_split(source, samples, metadata.input_size, metadata.downsample_filter, name)  # noqa: E731
     fitted = load([train[i] for i in train_idx], "train")
     validation = load([train[i] for i in val_idx], "validation")
@@ -79,8 +75,8 @@ def main(argv: list[str] | None = None) -> None:
                "test_accuracy_without_train_duplicates": float(test_correct[~duplicates].mean()),
                "test_images": int(len(test.labels))}
     score = replace(score, metrics=metrics)
-    score.save(args.model)
-    out = args.out or args.model / "reports"
+    score.save(model)
+    out = out or model / "reports"
     out.mkdir(parents=True, exist_ok=True)
     plot_spectra(to_hwc(test), test.labels, metadata.class_names, out / "spectral.png")
     (out / "spectral.md").write_text(
@@ -92,6 +88,19 @@ def main(argv: list[str] | None = None) -> None:
         f"| test without the train duplicates | {int((~duplicates).sum()):,} | "
         f"{metrics['test_accuracy_without_train_duplicates']:.2%} |\n\n"
         "![mean radial spectra](spectral.png)\n")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=Path("model"), help="model folder: spectral.json is written here")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/cifake"))
+    parser.add_argument("--seed", type=int, default=0, help="validation carve-out seed (the CNN's)")
+    parser.add_argument("--val-fraction", type=float, default=0.05)
+    parser.add_argument("--max-train-images", type=int, default=None, help="subset (smoke tests)")
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default MODEL/reports)")
+    args = parser.parse_args(argv)
+    metrics = refit(args.model, args.data, args.seed, args.val_fraction, args.max_train_images, args.out)
     print(json.dumps(metrics, indent=2), file=sys.stderr)
 
 

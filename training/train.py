@@ -1,11 +1,14 @@
 """Train the REAL-vs-FAKE detector on CIFAKE (any folder/zip in the Kaggle layout).
 
-    python -m training.train --config training/configs/first_model.toml --resume
+    python -m training.train --config training/recipe/01_first_model.toml --resume
 
 Progressive resizing (phases at growing alignment sizes), one-cycle SGD, bf16/fp16
 autocast, channels_last, augmentation (JPEG re-encoding, blur, crops, flips), early stopping
 on validation accuracy, a resumable checkpoint every epoch (loadable with
 ``weights_only=True``), and at the end a temperature fitted on the validation split.
+
+``train`` composes the steps: ``load_data``, ``build_state`` (or ``resume_state``), then per epoch
+``run_epoch``, ``evaluate``, ``end_phase_if_stale`` and ``save_checkpoint``, and ``finalise``.
 """
 
 from __future__ import annotations
@@ -16,18 +19,19 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from detector.backbones import load_imagenet_weights
-from detector.data import CifakeSource, Sample, dataset_sha256, load_split, stratified_split
+from detector.data import CifakeSource, Sample, content_sha256, dataset_sha256, load_split, stratified_split
 from detector.metadata import ModelMetadata
-from detector.model import (AlignedClassifier, autocast_dtype, calibrated_probabilities, load_model, predict_logits,
-                            save_weights)
+from detector.model import (WEIGHTS_FILENAME, AlignedClassifier, autocast_dtype, calibrated_probabilities, load_model,
+                            predict_logits, save_weights)
 from training.augment import AugmentSettings, augment
 from training.config import TrainConfig, resolve, to_json
 from training.metrics import classification_report, fit_abstention, fit_temperature
@@ -53,12 +57,21 @@ class EpochPlan:
     images: int
 
 
+def epoch_phases(config: TrainConfig) -> list[int]:
+    """The phase each epoch of the run belongs to, in order."""
+    return [index for index, phase in enumerate(config.phases) for _ in range(phase.epochs)]
+
+
 def plan_epochs(config: TrainConfig, train_count: int) -> list[EpochPlan]:
     plan = []
-    for index, phase in enumerate(config.phases):
-        images = min(train_count, phase.max_images_per_epoch or train_count)
-        plan.extend(EpochPlan(index, phase.align_size, images) for _ in range(phase.epochs))
+    for index in epoch_phases(config):
+        phase = config.phases[index]
+        plan.append(EpochPlan(index, phase.align_size, min(train_count, phase.max_images_per_epoch or train_count)))
     return plan
+
+
+def steps_in(epoch: EpochPlan, batch_size: int) -> int:
+    return math.ceil(epoch.images / batch_size)
 
 
 def validate_config(config: TrainConfig) -> None:
@@ -66,8 +79,190 @@ def validate_config(config: TrainConfig) -> None:
         raise ValueError("the last phase must train at final_align_size, the size the model ships at")
 
 
-def train(config: TrainConfig, resume: bool = False) -> Path:
-    """Run the whole recipe; returns the output folder holding weights, metadata and logs."""
+@dataclass
+class TrainingData:
+    """The run's images: training on the device it trains on, validation on the host (evaluated in batches)."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    reuploads: torch.Tensor | None
+    val_images: torch.Tensor
+    val_labels: np.ndarray
+    sha256: str
+
+
+@dataclass
+class Progress:
+    """Where a run stands: the JSON part of every checkpoint (``state``), so its field names and order are
+    the checkpoint format's and must not change."""
+
+    epoch: int = 0                  # epochs done, skipped ones included: the next epoch's index in the plan
+    phase: int = 0                  # the phase best_val_accuracy and stale_epochs belong to
+    best_val_accuracy: float = -1.0
+    stale_epochs: int = 0           # epochs since the phase's best (patience)
+    skip_phases_before: int = 0     # phases before this one were ended early
+
+    def skips(self, phase: int) -> bool:
+        return phase < self.skip_phases_before
+
+    def epochs_left(self, config: TrainConfig) -> int:
+        """Epochs the run still has to train: 0 once it has finished (phases ended early count as done)."""
+        return sum(not self.skips(phase) for phase in epoch_phases(config)[self.epoch:])
+
+    def enter_phase(self, phase: int) -> None:
+        """Best accuracy and patience are tracked per phase: a new phase starts both afresh."""
+        if phase != self.phase:
+            self.phase, self.best_val_accuracy, self.stale_epochs = phase, -1.0, 0
+
+    def record(self, val_accuracy: float) -> bool:
+        """Count an epoch's validation accuracy against the phase's best; True when it improves on it."""
+        improved = val_accuracy > self.best_val_accuracy
+        self.stale_epochs = 0 if improved else self.stale_epochs + 1
+        self.best_val_accuracy = max(val_accuracy, self.best_val_accuracy)
+        return improved
+
+
+@dataclass
+class TrainState:
+    """What a run trains and where it stands: the checkpoint's content, so that a resumed run continues where it
+    stopped. The batch order and augmentation need no saved RNG state (each epoch reseeds them, ``epoch_order``);
+    dropout draws from torch's global RNG, which is not saved, so only runs without dropout resume bit-identically."""
+
+    model: AlignedClassifier
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    progress: Progress
+
+
+def load_data(config: TrainConfig, metadata: ModelMetadata, device: torch.device) -> TrainingData:
+    """The run's training and validation images (seeded subsets, ``training_and_validation``) and their hash."""
+    source = CifakeSource(config.data, metadata.class_names)
+    train_samples, val_samples = training_and_validation(source, config)
+    log(f"[data] {config.data}: {len(train_samples)} train / {len(val_samples)} validation images, device {device}")
+    train_data = load_split(source, train_samples, metadata.input_size, metadata.downsample_filter, "train")
+    val_data = load_split(source, val_samples, metadata.input_size, metadata.downsample_filter, "validation")
+    train_images = torch.from_numpy(train_data.images).to(device)
+    reuploads = load_reuploads(config, train_samples, metadata, device)
+    return TrainingData(train_images, torch.from_numpy(train_data.labels).to(device), reuploads,
+                        torch.from_numpy(val_data.images), val_data.labels, dataset_sha256(train_data, val_data))
+
+
+def build_state(config: TrainConfig, metadata: ModelMetadata, total_steps: int, device: torch.device) -> TrainState:
+    """A fresh run: the network (from scratch, ImageNet or ``init_from``), SGD and one one-cycle schedule
+    over every step of the plan. Draws the initial weights from torch's global RNG (seeded by ``train``)."""
+    model = AlignedClassifier(metadata, config.dropout)
+    if config.pretrained:
+        loaded = load_imagenet_weights(model.backbone, config.architecture)
+        log(f"[init] ImageNet weights for {config.architecture} ({loaded} tensors; new classifier head)")
+    if config.init_from:
+        model.load_state_dict(load_model(Path(config.init_from))[0].state_dict())
+        log(f"[init] weights from {config.init_from}")
+    model = model.to(device, memory_format=memory_format(config))
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                nesterov=True, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps,
+                                                    pct_start=config.warmup_fraction)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(device, config.precision) == torch.float16)
+    return TrainState(model, optimizer, scheduler, scaler, device, Progress())
+
+
+def resume_state(state: TrainState, checkpoint_path: Path) -> None:
+    """Load a checkpoint written by ``save_checkpoint`` (the format has not changed since resuming existed)."""
+    checkpoint = torch.load(checkpoint_path, map_location=state.device, weights_only=True)
+    state.model.load_state_dict(checkpoint["model"])
+    state.optimizer.load_state_dict(checkpoint["optimizer"])
+    state.scheduler.load_state_dict(checkpoint["scheduler"])
+    state.scaler.load_state_dict(checkpoint["scaler"])
+    state.progress = Progress(**json.loads(checkpoint["state"]))
+
+
+def read_progress(checkpoint_path: Path) -> Progress:
+    """A checkpoint's position alone, without building the network."""
+    return Progress(**json.loads(torch.load(checkpoint_path, map_location="cpu", weights_only=True)["state"]))
+
+
+def save_checkpoint(state: TrainState, checkpoint_path: Path) -> None:
+    """Everything ``resume_state`` needs, pickle-free (loadable with ``weights_only=True``)."""
+    torch.save({"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+                "scheduler": state.scheduler.state_dict(), "scaler": state.scaler.state_dict(),
+                "state": json.dumps(asdict(state.progress))}, checkpoint_path)
+
+
+def skip_epoch(state: TrainState, epoch: EpochPlan, config: TrainConfig) -> None:
+    """An epoch of a phase that ended early: no training, but the schedule moves on as if it had run."""
+    for _ in range(steps_in(epoch, config.batch_size)):
+        state.scheduler.step()
+    state.progress.epoch += 1
+
+
+def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: list[EpochPlan]) -> float:
+    """Train the plan's next epoch (``state.progress.epoch``); returns its mean training loss."""
+    index = state.progress.epoch
+    epoch = plan[index]
+    steps = steps_in(epoch, config.batch_size)
+    model, optimizer, scheduler, scaler = state.model, state.optimizer, state.scheduler, state.scaler
+    amp_dtype = autocast_dtype(state.device, config.precision)
+    settings = AugmentSettings.from_config(config)
+    generator = torch.Generator()
+    model.align_size = epoch.align_size
+    model.train()
+    order_seed = config.seed if config.order_seed is None else config.order_seed
+    order = epoch_order(generator, len(data.train_images), epoch.images, order_seed, index).to(state.device)
+    started, seen, running_loss = time.monotonic(), 0, 0.0
+    for step in range(steps):
+        batch = order[step * config.batch_size:(step + 1) * config.batch_size]
+        images = augment(data.train_images[batch], settings, generator,
+                         None if data.reuploads is None else data.reuploads[batch])
+        images = images.contiguous(memory_format=memory_format(config))
+        with torch.autocast(state.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            loss = F.cross_entropy(model(images), data.train_labels[batch], label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        seen += len(batch)
+        running_loss += loss.item() * len(batch)
+        if (step + 1) % config.log_every == 0 or step + 1 == steps:
+            rate = seen / (time.monotonic() - started)
+            eta = _eta_seconds(plan, index, seen, rate)
+            log(f"[train] epoch {index + 1}/{len(plan)} align {epoch.align_size} "
+                f"step {step + 1}/{steps} | {rate:.0f} img/s | loss {running_loss / seen:.4f} "
+                f"| lr {scheduler.get_last_lr()[0]:.4f} | ETA {_clock(eta)}")
+    return running_loss / max(seen, 1)
+
+
+def evaluate(state: TrainState, data: TrainingData, config: TrainConfig) -> float:
+    """Validation accuracy at the align size the model was just trained at."""
+    state.model.eval()
+    logits = predict_logits(state.model, data.val_images, config.eval_batch_size, config.precision)
+    return float((logits.argmax(1).numpy() == data.val_labels).mean())
+
+
+def end_phase_if_stale(progress: Progress, patience: int) -> bool:
+    """Early stopping: after ``patience`` epochs without a better validation accuracy the current phase ends
+    (its remaining epochs are skipped) and the next one starts; True when it ended."""
+    if progress.stale_epochs < patience:
+        return False
+    progress.skip_phases_before = progress.phase + 1
+    return True
+
+
+def append_history(output: Path, record: dict[str, Any]) -> None:
+    """One line per trained epoch in ``train_log.jsonl``: the run's history survives a stop and a resume."""
+    with open(output / "train_log.jsonl", "a") as history_file:
+        history_file.write(json.dumps(record) + "\n")
+
+
+def memory_format(config: TrainConfig) -> torch.memory_format:
+    return torch.channels_last if config.channels_last else torch.contiguous_format
+
+
+def train(config: TrainConfig, resume: bool = False, recipe_step: str | None = None) -> Path:
+    """Run the whole recipe; returns the output folder holding weights, metadata and logs. ``recipe_step`` (the
+    config file's name) and the ``init_from`` weights' SHA-256 go into metadata.json: the model's lineage."""
     validate_config(config)
     started = time.monotonic()
     output = Path(config.output)
@@ -77,109 +272,47 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)
-    metadata = ModelMetadata(architecture=config.architecture, align_size=config.final_align_size, version=config.version)
-
-    source = CifakeSource(config.data, metadata.class_names)
-    train_samples, val_samples = training_and_validation(source, config)
-    log(f"[data] {config.data}: {len(train_samples)} train / {len(val_samples)} validation images, device {device}")
-    train_data = load_split(source, train_samples, metadata.input_size, metadata.downsample_filter, "train")
-    val_data = load_split(source, val_samples, metadata.input_size, metadata.downsample_filter, "validation")
-    data_hash = dataset_sha256(train_data, val_data)
-
-    train_images = torch.from_numpy(train_data.images).to(device)
-    reuploads = load_reuploads(config, train_samples, metadata, device)
-    train_labels = torch.from_numpy(train_data.labels).to(device)
-    val_images = torch.from_numpy(val_data.images)
-
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = AlignedClassifier(metadata, config.dropout)
-    if config.pretrained:
-        loaded = load_imagenet_weights(model.backbone, config.architecture)
-        log(f"[init] ImageNet weights for {config.architecture} ({loaded} tensors; new classifier head)")
-    if config.init_from:
-        model.load_state_dict(load_model(Path(config.init_from))[0].state_dict())
-        log(f"[init] weights from {config.init_from}")
-    model = model.to(device, memory_format=memory_format)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                nesterov=True, weight_decay=config.weight_decay)
-    plan = plan_epochs(config, len(train_images))
-    steps = [math.ceil(e.images / config.batch_size) for e in plan]
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=sum(steps),
-                                                    pct_start=config.warmup_fraction)
-    amp_dtype = autocast_dtype(device, config.precision)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    state = {"epoch": 0, "phase": 0, "best_val_accuracy": -1.0, "stale_epochs": 0, "skip_phases_before": 0}
-
+    metadata = ModelMetadata(architecture=config.architecture, align_size=config.final_align_size, version=config.version,
+                             parent_sha256=parent_sha256(config), recipe_step=recipe_step)
+    data = load_data(config, metadata, device)
+    plan = plan_epochs(config, len(data.train_images))
+    state = build_state(config, metadata, sum(steps_in(epoch, config.batch_size) for epoch in plan), device)
     checkpoint_path = output / CHECKPOINT_NAME
     if resume and checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        state = json.loads(checkpoint["state"])
-        log(f"[resume] from {checkpoint_path}: {state['epoch']} of {len(plan)} epochs done")
+        resume_state(state, checkpoint_path)
+        log(f"[resume] from {checkpoint_path}: {state.progress.epoch} of {len(plan)} epochs done")
 
-    augment_settings = AugmentSettings.from_config(config)
-    order_seed = config.seed if config.order_seed is None else config.order_seed
-    generator = torch.Generator()
-    for epoch in range(state["epoch"], len(plan)):
-        epoch_plan = plan[epoch]
-        if epoch_plan.phase < state["skip_phases_before"]:
-            for _ in range(steps[epoch]):
-                scheduler.step()
-            state["epoch"] = epoch + 1
+    progress = state.progress
+    while progress.epoch < len(plan):
+        epoch = plan[progress.epoch]
+        if progress.skips(epoch.phase):
+            skip_epoch(state, epoch, config)
             continue
-        if epoch_plan.phase != state["phase"]:  # best and patience are tracked per phase
-            state.update(phase=epoch_plan.phase, best_val_accuracy=-1.0, stale_epochs=0)
-        model.align_size = epoch_plan.align_size
-        model.train()
-        order = epoch_order(generator, len(train_images), epoch_plan.images, order_seed, epoch).to(device)
-        epoch_start, seen, running_loss = time.monotonic(), 0, 0.0
-        for step in range(steps[epoch]):
-            index = order[step * config.batch_size:(step + 1) * config.batch_size]
-            images = augment(train_images[index], augment_settings, generator,
-                             None if reuploads is None else reuploads[index])
-            images = images.contiguous(memory_format=memory_format)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                loss = F.cross_entropy(model(images), train_labels[index], label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            seen += len(index)
-            running_loss += loss.item() * len(index)
-            if (step + 1) % config.log_every == 0 or step + 1 == steps[epoch]:
-                rate = seen / (time.monotonic() - epoch_start)
-                eta = _eta_seconds(plan, epoch, seen, rate)
-                log(f"[train] epoch {epoch + 1}/{len(plan)} align {epoch_plan.align_size} "
-                    f"step {step + 1}/{steps[epoch]} | {rate:.0f} img/s | loss {running_loss / seen:.4f} "
-                    f"| lr {scheduler.get_last_lr()[0]:.4f} | ETA {_clock(eta)}")
-
-        model.eval()
-        val_logits = predict_logits(model, val_images, config.eval_batch_size, config.precision)
-        val_accuracy = float((val_logits.argmax(1).numpy() == val_data.labels).mean())
-        record = {"epoch": epoch + 1, "align_size": epoch_plan.align_size, "train_loss": running_loss / max(seen, 1),
-                  "val_accuracy": val_accuracy, "seconds": time.monotonic() - epoch_start}
-        with open(output / "train_log.jsonl", "a") as history_file:
-            history_file.write(json.dumps(record) + "\n")
-        final_phase = epoch_plan.phase == len(config.phases) - 1
-        improved = val_accuracy > state["best_val_accuracy"]
-        state["stale_epochs"] = 0 if improved else state["stale_epochs"] + 1
-        state["best_val_accuracy"] = max(val_accuracy, state["best_val_accuracy"])
+        progress.enter_phase(epoch.phase)
+        epoch_start = time.monotonic()
+        train_loss = run_epoch(state, data, config, plan)
+        val_accuracy = evaluate(state, data, config)
+        append_history(output, {"epoch": progress.epoch + 1, "align_size": epoch.align_size, "train_loss": train_loss,
+                                "val_accuracy": val_accuracy, "seconds": time.monotonic() - epoch_start})
+        improved = progress.record(val_accuracy)
+        final_phase = epoch.phase == len(config.phases) - 1
         if final_phase and improved:
-            save_weights(model, output)
-        log(f"[val] epoch {epoch + 1}: accuracy {val_accuracy:.4%} (best {state['best_val_accuracy']:.4%})"
+            save_weights(state.model, output)
+        log(f"[val] epoch {progress.epoch + 1}: accuracy {val_accuracy:.4%} (best {progress.best_val_accuracy:.4%})"
             f"{' -> saved' if final_phase and improved else ''}")
-        if state["stale_epochs"] >= config.patience:
-            log(f"[early-stop] no improvement for {config.patience} epochs: ending phase {epoch_plan.phase + 1}")
-            state["skip_phases_before"] = epoch_plan.phase + 1
-        state["epoch"] = epoch + 1
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(), "state": json.dumps(state)}, checkpoint_path)
+        if end_phase_if_stale(progress, config.patience):
+            log(f"[early-stop] no improvement for {config.patience} epochs: ending phase {epoch.phase + 1}")
+        progress.epoch += 1
+        save_checkpoint(state, checkpoint_path)
 
-    return finalise(output, metadata, val_images, val_data.labels, config, data_hash, time.monotonic() - started, device)
+    return finalise(output, metadata, data, config, time.monotonic() - started, device)
+
+
+def parent_sha256(config: TrainConfig) -> str | None:
+    """SHA-256 of the weights the run starts from (``init_from``); None from scratch or from ImageNet."""
+    if not config.init_from:
+        return None
+    return content_sha256((Path(config.init_from) / WEIGHTS_FILENAME).read_bytes())
 
 
 def epoch_order(generator: torch.Generator, train_count: int, images: int, order_seed: int, epoch: int) -> torch.Tensor:
@@ -216,16 +349,16 @@ def training_and_validation(source: CifakeSource, config: TrainConfig) -> tuple[
     return [samples[i] for i in train_idx], [samples[i] for i in val_idx]
 
 
-def finalise(output: Path, metadata: ModelMetadata, val_images: torch.Tensor, val_labels: np.ndarray,
-             config: TrainConfig, data_hash: str, wall_seconds: float, device: torch.device) -> Path:
+def finalise(output: Path, metadata: ModelMetadata, data: TrainingData, config: TrainConfig, wall_seconds: float,
+             device: torch.device) -> Path:
     """Fit the temperature on validation and write the metadata that ships with the weights."""
     metadata.save(output)
     model, _ = load_model(output, device)
-    logits = predict_logits(model, val_images, config.eval_batch_size, "fp32")
-    temperature = fit_temperature(logits, val_labels)
-    report = classification_report(logits, val_labels, metadata.class_names, temperature)
-    uncalibrated = classification_report(logits, val_labels, metadata.class_names, 1.0)
-    abstention = fit_abstention(calibrated_probabilities(logits, temperature).numpy(), val_labels,
+    logits = predict_logits(model, data.val_images, config.eval_batch_size, "fp32")
+    temperature = fit_temperature(logits, data.val_labels)
+    report = classification_report(logits, data.val_labels, metadata.class_names, temperature)
+    uncalibrated = classification_report(logits, data.val_labels, metadata.class_names, 1.0)
+    abstention = fit_abstention(calibrated_probabilities(logits, temperature).numpy(), data.val_labels,
                                 config.abstention_coverage)
     metrics = {
         "validation": {k: report[k] for k in ("count", "accuracy", "roc_auc", "ece", "nll")},
@@ -236,7 +369,7 @@ def finalise(output: Path, metadata: ModelMetadata, val_images: torch.Tensor, va
                      "torch": torch.__version__},
     }
     final = replace(metadata, temperature=temperature, min_confidence=abstention["min_confidence"],
-                    training_data_sha256=data_hash, metrics=metrics)
+                    training_data_sha256=data.sha256, metrics=metrics)
     final.save(output)
     log(f"[done] validation accuracy {report['accuracy']:.4%}, temperature {temperature:.3f}, "
         f"ECE {uncalibrated['ece']:.4f} -> {report['ece']:.4f}, UNCERTAIN below confidence "
@@ -271,7 +404,7 @@ def _clock(seconds: float) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     config, args = resolve(argv)
-    train(config, resume=args.resume)
+    train(config, resume=args.resume, recipe_step=args.config.name if args.config else None)
 
 
 if __name__ == "__main__":

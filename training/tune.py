@@ -1,6 +1,6 @@
 """Hyper-parameter search with Optuna on a budget that fits a 2-core CPU.
 
-    python -m training.tune --config training/configs/tune_small_cnn.toml --trials 16 --study-dir runs/tune
+    python -m training.tune --config training/experiments/tune_small_cnn.toml --trials 16 --study-dir runs/tune
 
 Each trial is a real (short) training run of ``training.train`` on a training subset, scored by its
 validation accuracy: learning rate, weight decay, batch size, classifier dropout and one

@@ -11,7 +11,7 @@ from detector.answer import UNCERTAIN
 from export.export import export_all
 from handlers.ai_detector_handler import AIDetectorHandler
 from tests.conftest import FakeContext
-from tests.training.test_train import TINY
+from tests.integration.training.test_train import TINY
 from training.config import resolve
 from training.train import train
 

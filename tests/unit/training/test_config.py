@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from detector.metadata import ModelMetadata
+from tests.conftest import MODEL_DIR, REPO
 from training.config import Phase, TrainConfig, resolve
 
 
@@ -39,7 +41,24 @@ def test_json_config_files_work_too(tmp_path: Path) -> None:
     assert resolve(["--config", str(config_file)])[0].seed == 7
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "training" / "configs").glob("*.toml")), ids=lambda p: p.name)
-def test_every_shipped_training_config_resolves_without_unknown_keys(path: Path) -> None:
+RECIPE = sorted((REPO / "training" / "recipe").glob("*.toml"))
+EXPERIMENTS = sorted((REPO / "training" / "experiments").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", RECIPE + EXPERIMENTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_training_config_resolves_without_unknown_keys(path: Path) -> None:
     config, _ = resolve(["--config", str(path)])
     assert config.phases and all(phase.epochs > 0 and phase.align_size > 0 for phase in config.phases)
+
+
+def test_the_recipe_is_a_numbered_chain_that_ends_in_the_shipped_model() -> None:
+    """Step N fine-tunes step N-1's output (runs/<step's file name>); the shipped model is the last step's run."""
+    assert len(RECIPE) == 7 and [path.name[:3] for path in RECIPE] == [f"{n:02d}_" for n in range(1, 8)]
+    configs = [resolve(["--config", str(path)])[0] for path in RECIPE]
+    assert [config.output for config in configs] == [f"runs/{path.stem}" for path in RECIPE]
+    assert [config.init_from for config in configs] == [None] + [config.output for config in configs[:-1]]
+    shipped = json.loads((MODEL_DIR / "config.json").read_text())   # as it ran, before the files were numbered
+    last = dataclasses.asdict(configs[-1])
+    assert {key: value for key, value in shipped.items() if key not in ("output", "init_from")} == \
+        {key: last[key] for key in shipped if key not in ("output", "init_from")}
+    assert ModelMetadata.load(MODEL_DIR).recipe_step == RECIPE[-1].name

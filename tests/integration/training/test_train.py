@@ -1,4 +1,4 @@
-"""A real (tiny) training run on CIFAKE images: outputs, pickle-free loading, resume, evaluation CLI."""
+"""A real (tiny) training run on CIFAKE images: outputs, lineage, pickle-free loading, resume, evaluation CLI."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from detector.data import CifakeSource, stratified_split
+import training.train
+from detector.data import CifakeSource, content_sha256, stratified_split
 from detector.metadata import ModelMetadata
 from detector.model import load_model
 from training import evaluate as evaluate_cli
 from training import reupload
 from training.config import resolve
-from training.train import CHECKPOINT_NAME, epoch_order, train, training_and_validation
+from training.train import CHECKPOINT_NAME, Progress, epoch_order, read_progress, train, training_and_validation
 
 TINY = ["--max-train-images", "192", "--max-val-images", "64", "--phases", "32:1,48:1", "--final-align-size", "48",
         "--batch-size", "32", "--eval-batch-size", "64", "--log-every", "2", "--num-threads", "2"]
@@ -44,6 +45,15 @@ def test_epoch_order_repeats_for_a_resume_and_moves_with_order_seed() -> None:
     assert len(first_40k(1) - first_40k(0)) > 20_000
 
 
+def test_a_run_has_finished_when_every_epoch_left_belongs_to_a_phase_ended_early() -> None:
+    config, _ = resolve(["--phases", "32:3,48:2", "--final-align-size", "48"])
+    assert Progress(epoch=2).epochs_left(config) == 3
+    assert Progress(epoch=2, skip_phases_before=1).epochs_left(config) == 2      # epoch 3 is skipped
+    # patience ended the last phase after epoch 4: its checkpoint says 4 of 5 epochs, and the run has finished
+    assert Progress(epoch=4, phase=1, skip_phases_before=2).epochs_left(config) == 0
+    assert Progress(epoch=5).epochs_left(config) == 0
+
+
 def test_cifake_source_reads_zips_in_the_kaggle_layout(cifake_dir: Path) -> None:
     source = CifakeSource(cifake_dir)
     assert len(source.split("test")) == 20000 and len(source.split("train")) == 100000
@@ -61,7 +71,9 @@ def test_tiny_training_run_writes_a_servable_checkpoint_and_resumes(cifake_dir: 
     saved = json.loads((output / "config.json").read_text())
     assert saved["max_train_images"] == 192 and saved["phases"][1] == {"align_size": 48, "epochs": 1, "max_images_per_epoch": None}
     metadata = ModelMetadata.load(output)
-    assert metadata.align_size == 48 and metadata.temperature > 0 and len(metadata.training_data_sha256) == 64
+    assert metadata.align_size == 48 and len(metadata.training_data_sha256) == 64
+    assert metadata.temperature != 1.0   # fitted on validation, not left at its default
+    assert metadata.parent_sha256 is None and metadata.recipe_step is None   # from scratch, no config file
     assert metadata.metrics["validation"]["count"] == 64
     fit = metadata.metrics["abstention"]   # the UNCERTAIN threshold travels with the weights, fitted on validation
     assert metadata.min_confidence == fit["min_confidence"] and fit["target_coverage"] == config.abstention_coverage
@@ -77,9 +89,12 @@ def test_tiny_training_run_writes_a_servable_checkpoint_and_resumes(cifake_dir: 
     assert len((output / "train_log.jsonl").read_text().splitlines()) == 2
     assert (output / "model.safetensors").read_bytes() == weights_before
 
-    tuned, _ = resolve(["--data", str(cifake_dir), "--output", str(tmp_path / "tuned"), "--init-from", str(output), *TINY])
-    train(tuned)
-    assert "[init] weights from" in capsys.readouterr().err and (tmp_path / "tuned" / "model.safetensors").exists()
+    step = tmp_path / "02_tuned.toml"   # a fine-tune through the CLI, from a config file: lineage in its metadata
+    step.write_text(f'init_from = "{output}"\noutput = "{tmp_path / "tuned"}"\n')
+    training.train.main(["--config", str(step), "--data", str(cifake_dir), *TINY])
+    assert "[init] weights from" in capsys.readouterr().err
+    tuned = ModelMetadata.load(tmp_path / "tuned")
+    assert tuned.recipe_step == "02_tuned.toml" and tuned.parent_sha256 == content_sha256(weights_before)
 
     evaluate_cli.main(["--model", str(output), "--data", str(cifake_dir), "--split", "test", "--limit", "64",
                        "--out", str(tmp_path / "reports")])
@@ -111,28 +126,45 @@ def test_training_swaps_in_re_uploaded_copies_from_a_bank_that_covers_its_images
     assert ModelMetadata.load(tmp_path / "run").metrics["validation"]["count"] == 64
 
 
-def test_a_run_stopped_after_its_first_epoch_resumes_to_the_same_weights(cifake_dir: Path, tmp_path: Path,
-                                                                         monkeypatch) -> None:
-    """Same seed, CPU, same threads: the resumed run must end bit-identical to one that never stopped
-    (model, optimiser, schedule, scaler and the epoch's random draws all come back from the checkpoint)."""
-    whole, _ = resolve(["--data", str(cifake_dir), "--output", str(tmp_path / "whole"), *TINY])
+def test_a_run_stopped_mid_way_resumes_to_bit_identical_weights_on_cpu(cifake_dir: Path, tmp_path: Path,
+                                                                        monkeypatch, capsys) -> None:
+    """Tolerance: none. On the CPU, with the same seed and thread count, a run stopped after epoch 1 of 2 (still
+    in its first phase: no weights exported yet) and resumed from that checkpoint must end bit-identical to a
+    run that never stopped: torch.equal on every fp32 tensor of the final checkpoint, byte-equal safetensors,
+    the same per-epoch history. Model, optimiser, schedule, scaler and position all come back from the
+    checkpoint; each epoch's random draws are reseeded from (order_seed, epoch)."""
+    cpu = [*TINY, "--device", "cpu"]
+    whole, _ = resolve(["--data", str(cifake_dir), "--output", str(tmp_path / "whole"), *cpu])
     train(whole)
-    stopped, _ = resolve(["--data", str(cifake_dir), "--output", str(tmp_path / "stopped"), *TINY])
-    real_save = torch.save
+    stopped, _ = resolve(["--data", str(cifake_dir), "--output", str(tmp_path / "stopped"), *cpu])
+    save_checkpoint = training.train.save_checkpoint
 
-    def save_then_stop(*args, **kwargs):
-        real_save(*args, **kwargs)
+    def save_then_stop(*args) -> None:
+        save_checkpoint(*args)
         raise KeyboardInterrupt("stopped after the first epoch's checkpoint")
 
-    monkeypatch.setattr("training.train.torch.save", save_then_stop)
+    monkeypatch.setattr(training.train, "save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train(stopped)
-    monkeypatch.setattr("training.train.torch.save", real_save)
-    assert json.loads(torch.load(tmp_path / "stopped" / CHECKPOINT_NAME, weights_only=True)["state"])["epoch"] == 1
+    monkeypatch.setattr(training.train, "save_checkpoint", save_checkpoint)
+    middle = read_progress(tmp_path / "stopped" / CHECKPOINT_NAME)
+    first_epoch = json.loads((tmp_path / "stopped" / "train_log.jsonl").read_text())
+    assert middle == Progress(epoch=1, phase=0, best_val_accuracy=first_epoch["val_accuracy"], stale_epochs=0)
+    assert middle.epochs_left(stopped) == 1   # really mid-run: epoch 2 still to train, nothing exported yet
+    assert not (tmp_path / "stopped" / "model.safetensors").exists()
+    assert not (tmp_path / "stopped" / "metadata.json").exists()
+    weights_in_the_middle = torch.load(tmp_path / "stopped" / CHECKPOINT_NAME, weights_only=True)["model"]
+    capsys.readouterr()
+
     train(stopped, resume=True)
+    assert "[resume] from" in capsys.readouterr().err and read_progress(tmp_path / "stopped" / CHECKPOINT_NAME).epoch == 2
     resumed, uninterrupted = (torch.load(tmp_path / run / CHECKPOINT_NAME, weights_only=True)["model"]
                               for run in ("stopped", "whole"))   # fp32, before the fp16 safetensors export
     assert resumed.keys() == uninterrupted.keys()
+    assert not all(torch.equal(resumed[name], weights_in_the_middle[name]) for name in resumed)   # epoch 2 trained
     for name, tensor in resumed.items():
         assert torch.equal(tensor, uninterrupted[name]), name
     assert (tmp_path / "stopped" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
+    history = [[{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (tmp_path / run / "train_log.jsonl").read_text().splitlines()] for run in ("stopped", "whole")]
+    assert history[0] == history[1] and len(history[0]) == 2   # epoch 1 logged before the stop, epoch 2 after
