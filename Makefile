@@ -10,7 +10,7 @@ MODEL    ?= model
 ARTIFACTS := build/artifacts
 SOURCES  := $(wildcard detector/*.py handlers/*.py handlers/*.yaml export/*.py $(MODEL)/spectral.json) $(MODEL)/model.safetensors $(MODEL)/metadata.json
 
-.PHONY: setup build variants bench kserve-layout serve webui stop served-accuracy test container-test overload soak fuzz train promote evaluate robustness clean
+.PHONY: setup build variants bench kserve-layout serve webui stop served-accuracy test test-unit container-test overload soak fuzz train promote evaluate robustness clean
 
 setup: .venv/.installed
 .venv/.installed: pyproject.toml uv.lock scripts/setup.sh
@@ -53,7 +53,12 @@ stop: .venv/.installed
 served-accuracy: .venv/.installed
 	$(PY) -m ops.served_accuracy --data $(CIFAKE) --model-dir $(MODEL) --offline-report $(MODEL)/reports/test_report.json --out $(MODEL)/reports
 
-# Everything, the container tests included (they install and start Docker's engine where missing).
+# The unit tier alone (tests/unit): no CIFAKE, no archives, no server; well under a minute on 2 cores.
+test-unit: .venv/.installed
+	$(PY) -m pytest tests/unit
+
+# Everything: the unit tier, then the integration tier (CIFAKE, the archives, real TorchServe processes,
+# the container tests, which install and start Docker's engine where missing). CI runs this.
 test: build
 	bash scripts/setup_test_tools.sh
 	$(PY) -m pytest
@@ -62,7 +67,7 @@ test: build
 # The container path alone: image build, docker compose up (host networking, docker-compose.hostnet.yml),
 # answers against a host-run server, Prometheus, overload, restart, down (figures: build/reports/container.md).
 container-test: build
-	$(PY) -m pytest -m container tests/container
+	$(PY) -m pytest -m container tests/integration/container
 	@cat build/reports/container.md
 
 # Load beyond capacity against a running server (`make serve` or docker compose): 4x the saturation concurrency.
@@ -75,7 +80,7 @@ soak: build
 	$(PY) -m pytest -m soak -s -p no:cacheprovider tests/integration/test_soak.py
 
 fuzz: .venv/.installed
-	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q -p no:cacheprovider tests/detector/test_fuzz_decode.py
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q -p no:cacheprovider tests/unit/detector/test_fuzz_decode.py
 
 # The shipped model, exactly as it was made: training/recipe/*.toml in order, each step fine-tuning the previous
 # step's run (runs/NN_name). On 2 CPU cores (~2 h 45 min) a progressive run (64 -> 112 -> 224 px), a fine-tune at

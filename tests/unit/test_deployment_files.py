@@ -1,5 +1,5 @@
 """docker-compose.yml, its host-network override and config.properties keep the secure defaults
-(tests/container runs them for real)."""
+(tests/integration/container runs them for real)."""
 
 from __future__ import annotations
 

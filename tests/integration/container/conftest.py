@@ -1,4 +1,4 @@
-"""The container toolchain for tests/container: engine started (and stopped again) by
+"""The container toolchain for tests/integration/container: engine started (and stopped again) by
 scripts/container_engine.sh, the image built once, `docker compose` with the host-network override."""
 
 from __future__ import annotations

@@ -270,7 +270,7 @@ def test_compose_down_removes_everything_it_started(service: Path) -> None:
 
 
 def summary(report: dict) -> str:
-    lines = ["# Container run (tests/container)", "", f"On {cpu_line(report['cpu'])}.", ""]
+    lines = ["# Container run (tests/integration/container)", "", f"On {cpu_line(report['cpu'])}.", ""]
     if "image" in report:
         lines.append(f"- image {report['image']['image']}: {report['image']['size_bytes'] / 1e9:.2f} GB, "
                      f"built in {report['image']['build_seconds']} s")

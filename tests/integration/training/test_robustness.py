@@ -15,6 +15,9 @@ def test_report_runs_end_to_end(cifake_dir: Path, tmp_path: Path) -> None:
     assert [r["condition"] for r in report["cifake"]] == list(robustness.CONDITIONS)
     assert all(r["images"] == 16 and r["served_accuracy"] <= r["accuracy"] for r in report["cifake"])
     assert all(r["served_accuracy"] >= r["accuracy"] - (1 - r["coverage"]) - 1e-9 for r in report["cifake"])
-    assert all(0.0 <= r["false_positive_rate"] <= 1.0 for r in report["outside"])
+    photos = robustness.outside_photos(report["seed"])
+    assert [(r["set"], r["images"]) for r in report["outside"]] == [(name, len(files)) for name, files in photos.items()]
+    fake_answers = [r["false_positive_rate"] * r["images"] for r in report["outside"]]   # a share of whole images
+    assert all(abs(n - round(n)) < 1e-9 for n in fake_answers)
     assert "| JPEG quality 50 |" in (tmp_path / "robustness.md").read_text()
     assert (tmp_path / "robustness.png").stat().st_size > 10_000
