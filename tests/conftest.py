@@ -19,6 +19,7 @@ from detector.paths import REPO
 
 CIFAKE = REPO.parent / "shared" / "data" / "cifake"
 TEST_ZIP = CIFAKE / "test.zip"
+OUTSIDE = REPO.parent / "shared" / "data" / "outside"   # evaluation only: never trained or fitted on
 MODEL_DIR = REPO / "model"
 ARTIFACTS = REPO / "build" / "artifacts"
 MODEL_STORE = REPO / "model_store"

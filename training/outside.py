@@ -70,11 +70,12 @@ def read_outside_folder(folder: Path) -> list[OutsideImage]:
     return images
 
 
-def answer_counts(truth: np.ndarray, probabilities: np.ndarray, min_confidence: float) -> dict[str, Any]:
+def answer_counts(truth: np.ndarray, probabilities: np.ndarray, min_confidence: float,
+                  in_domain: np.ndarray | None = None) -> dict[str, Any]:
     """How many were answered REAL / FAKE / UNCERTAIN as the server answers (``detector.answer``), and the share
     of all images answered wrongly: UNCERTAIN is not wrong, but not answered either (``truth`` True = FAKE;
-    ``probabilities`` N x (REAL, FAKE))."""
-    kept = answered(probabilities, min_confidence)
+    ``probabilities`` N x (REAL, FAKE); ``in_domain``: False where a domain check would also abstain)."""
+    kept = answered(probabilities, min_confidence) & (True if in_domain is None else in_domain)
     answered_fake = probabilities.argmax(axis=1) == 1
     wrong = kept & (answered_fake != truth.astype(bool))
     return {"images": int(len(truth)), "answered_real": int((kept & ~answered_fake).sum()),
@@ -82,9 +83,12 @@ def answer_counts(truth: np.ndarray, probabilities: np.ndarray, min_confidence: 
             "wrong": float(wrong.mean()) if len(truth) else 0.0}
 
 
-def risk_coverage(truth: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(coverage, risk): answering only the k most confident images, the share of those answers that is wrong."""
-    order = np.argsort(-probabilities.max(axis=1), kind="mergesort")
+def risk_coverage(truth: np.ndarray, probabilities: np.ndarray,
+                  answer_first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage, risk): answering only the k images ranked highest by ``answer_first`` (default: the most
+    confident), the share of those answers that is wrong."""
+    ranking = probabilities.max(axis=1) if answer_first is None else answer_first
+    order = np.argsort(-ranking, kind="mergesort")
     wrong = ((probabilities[order].argmax(axis=1) == 1) != truth[order].astype(bool)).astype(float)
     answered = np.arange(1, len(truth) + 1)
     return answered / len(truth), np.cumsum(wrong) / answered

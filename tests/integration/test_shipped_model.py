@@ -22,11 +22,10 @@ from detector.model import calibrated_probabilities, load_model, predict_logits
 from detector.pipeline import DetectorPipeline
 from detector.preprocessing import decode_image
 from export.export import INT8_NAME
-from tests.conftest import MODEL_DIR, REPO
+from tests.conftest import MODEL_DIR, OUTSIDE
 from training import outside
 from training.robustness import CONDITIONS
 
-OUTSIDE = REPO.parent / "shared" / "data" / "outside"
 
 SAMPLE_SIZE, SEED, TARGET = 2000, 2024, 0.98
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import MODEL_DIR, REPO, outside_folder
+from tests.conftest import MODEL_DIR, OUTSIDE, outside_folder
 from training import outside
-
-OUTSIDE = REPO.parent / "shared" / "data" / "outside"
 
 
 def test_report_runs_end_to_end(cifake_dir: Path, tmp_path: Path) -> None:
