@@ -63,7 +63,8 @@ class Scored:
     scores: dict[str, np.ndarray]
 
 
-def features_and_logits(model: AlignedClassifier, images: np.ndarray, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+def features_and_logits(model: AlignedClassifier, images: np.ndarray,
+                        batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """L2-normalised penultimate features and logits for uint8 aligned images (bf16 where the CPU has it
     natively, fp32 elsewhere: emulated bf16 is ~50x slower)."""
     head = model.backbone.fc if hasattr(model.backbone, "fc") else model.backbone._fc
@@ -81,9 +82,10 @@ def features_and_logits(model: AlignedClassifier, images: np.ndarray, batch_size
     return features.numpy(), torch.cat(logits).numpy()
 
 
-def imagenet_extractor(metadata: ModelMetadata) -> AlignedClassifier:
-    """EfficientNet-Lite0 with its ImageNet weights behind the same alignment as the detector."""
-    extractor = AlignedClassifier(replace(metadata, architecture="efficientnet_lite0"))
+def imagenet_extractor(metadata: ModelMetadata, align_size: int) -> AlignedClassifier:
+    """EfficientNet-Lite0 with its ImageNet weights behind the detector's alignment, upsampling the 32×32 input
+    to ``align_size`` (its cost falls with the square of that size)."""
+    extractor = AlignedClassifier(replace(metadata, architecture="efficientnet_lite0", align_size=align_size))
     load_imagenet_weights(extractor.backbone, "efficientnet_lite0")
     return extractor.eval()
 
@@ -97,9 +99,10 @@ def kth_similarity(features: np.ndarray, reference: np.ndarray, k: int = NEIGHBO
 class DomainScorer:
     """The four raw scores and their ensemble for aligned images, against a reference set."""
 
-    def __init__(self, model: AlignedClassifier, metadata: ModelMetadata, reference: np.ndarray) -> None:
+    def __init__(self, model: AlignedClassifier, metadata: ModelMetadata, reference: np.ndarray,
+                 imagenet_align: int = 224) -> None:
         self.model, self.metadata = model, metadata
-        self.imagenet = imagenet_extractor(metadata)
+        self.imagenet = imagenet_extractor(metadata, imagenet_align)
         self.reference = {"knn_detector": features_and_logits(model, reference)[0],
                           "knn_imagenet": features_and_logits(self.imagenet, reference)[0]}
         self.validation_scores: dict[str, np.ndarray] = {}
@@ -119,8 +122,8 @@ class DomainScorer:
         self.validation_scores["ensemble"] = self._ensemble(self.validation_scores)
 
     def _ensemble(self, scores: dict[str, np.ndarray]) -> np.ndarray:
-        ranks = [np.searchsorted(np.sort(self.validation_scores[name]), scores[name]) / len(self.validation_scores[name])
-                 for name in METHODS[:-1]]
+        ranks = [np.searchsorted(np.sort(reference), scores[name]) / len(reference)
+                 for name, reference in self.validation_scores.items() if name != "ensemble"]
         return np.mean(ranks, axis=0)
 
     def score(self, images: np.ndarray, truth: np.ndarray) -> Scored:
@@ -148,7 +151,8 @@ def roc_auc_in_vs_out(inside: np.ndarray, outside: np.ndarray) -> float:
 
 
 def evaluate(model_dir: Path, data: Path, outside: Path, reference_images: int, validation_images: int,
-             test_images: int, keep: float, seed: int) -> tuple[dict[str, Any], dict[str, Scored]]:
+             test_images: int, keep: float, seed: int,
+             imagenet_align: int = 224) -> tuple[dict[str, Any], dict[str, Scored]]:
     pipeline = DetectorPipeline.load(model_dir)
     model, metadata = load_model(model_dir)
     config = replace(merge(TrainConfig(), load_file(model_dir / "config.json")), data=str(data))
@@ -160,7 +164,7 @@ def evaluate(model_dir: Path, data: Path, outside: Path, reference_images: int, 
                           name)
 
     print("[domain] features of the reference and validation images", file=sys.stderr, flush=True)
-    scorer = DomainScorer(model, metadata, load(train_samples, reference_images, "reference").images)
+    scorer = DomainScorer(model, metadata, load(train_samples, reference_images, "reference").images, imagenet_align)
     scorer.calibrate(load(val_samples, validation_images, "validation").images)
     test = load(source.split("test"), test_images, "test")
     sets = {f"CIFAKE test sample ({len(test.labels)})": scorer.score(test.images, test.labels == 1)}
@@ -178,6 +182,7 @@ def evaluate(model_dir: Path, data: Path, outside: Path, reference_images: int, 
     inside = next(iter(sets.values()))
     report: dict[str, Any] = {"model_version": metadata.version, "keep_validation": keep, "seed": seed,
                               "reference_images": reference_images, "validation_images": validation_images,
+                              "imagenet_align": imagenet_align,
                               "min_confidence": pipeline.min_confidence, "methods": {}}
     for method in METHODS:
         threshold = scorer.threshold(method, keep)
@@ -186,7 +191,8 @@ def evaluate(model_dir: Path, data: Path, outside: Path, reference_images: int, 
         served = {name: answer_counts(s.truth, s.probabilities, pipeline.min_confidence, s.scores[method] >= threshold)
                   for name, s in sets.items()}   # the confidence gate and the domain gate together
         report["methods"][method] = {"threshold": threshold,
-                                     "roc_auc_cifake_test_vs_outside": roc_auc_in_vs_out(inside.scores[method], outside_all),
+                                     "roc_auc_cifake_test_vs_outside": roc_auc_in_vs_out(inside.scores[method],
+                                                                                         outside_all),
                                      "share_turned_away": away, "as_served_with_both_gates": served}
     return report, sets
 
@@ -196,7 +202,8 @@ def markdown(report: dict[str, Any]) -> str:
     sets = list(next(iter(methods.values()))["share_turned_away"])
     lines = [f"# Domain scores: ai_detector {report['model_version']}", "",
              f"Thresholds keep {report['keep_validation']:.1%} of {report['validation_images']:,} validation images; "
-             f"references: {report['reference_images']:,} training images. Higher scores are more CIFAKE-like.", "",
+             f"references: {report['reference_images']:,} training images; EfficientNet-Lite0 sees "
+             f"{report['imagenet_align']} px. Higher scores are more CIFAKE-like.", "",
              "| method | ROC-AUC CIFAKE test vs outside | " + " | ".join(f"turned away: {s}" for s in sets) + " |",
              "|---|---:|" + "---:|" * len(sets)]
     for method, row in methods.items():
@@ -228,8 +235,8 @@ def plot(report: dict[str, Any], sets: dict[str, Scored], path: Path) -> None:
     for method in METHODS:
         coverage, risk = risk_coverage(truth, probabilities, np.concatenate([s.scores[method] for s in sets.values()]))
         axes[-1].plot(100 * coverage, 100 * risk, label=method)
-    axes[-1].set(xlabel="% answered (most in-domain first)", ylabel="% of answers wrong", title="Risk-coverage, all sets",
-                 xlim=(0, 100), ylim=(0, None))
+    axes[-1].set(xlabel="% answered (most in-domain first)", ylabel="% of answers wrong",
+                 title="Risk-coverage, all sets", xlim=(0, 100), ylim=(0, None))
     axes[-1].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -245,11 +252,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--validation-images", type=int, default=2000)
     parser.add_argument("--test-images", type=int, default=2000)
     parser.add_argument("--keep", type=float, default=0.975, help="share of validation a threshold keeps")
+    parser.add_argument("--imagenet-align", type=int, default=224, help="side EfficientNet-Lite0 sees")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--out", type=Path, default=Path("model/reports"))
     args = parser.parse_args(argv)
     report, sets = evaluate(args.model, args.data, args.outside, args.reference_images, args.validation_images,
-                            args.test_images, args.keep, args.seed)
+                            args.test_images, args.keep, args.seed, args.imagenet_align)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "domain_report.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "domain_report.md").write_text(markdown(report))
