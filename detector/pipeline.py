@@ -311,15 +311,18 @@ class DetectorPipeline:
         return PipelineResult(responses, prepared.errors, decode_ms, backend_ms,
                               batch_metrics(prepared, responses, decode_ms, backend_ms))
 
+    def aligned(self, files: list[bytes], first_index: int = 0) -> np.ndarray:
+        """The uint8 N×3×s×s batch the server classifies for these encoded files; an undecodable file raises its
+        ``InvalidImageError``, numbered from ``first_index`` (offline reports must not skip images silently)."""
+        prepared = self.decode([{"body": data} for data in files])
+        if prepared.errors:
+            position, error = next(iter(prepared.errors.items()))
+            raise InvalidImageError(f"file {first_index + position}: {error}", error.status, error.kind)
+        return prepared.images
+
     def probabilities(self, files: list[bytes], batch_size: int = 128) -> np.ndarray:
-        """Calibrated class probabilities (N x classes) for encoded files, exactly as served; an undecodable
-        file raises its ``InvalidImageError`` (offline reports must not skip images silently)."""
-        logits = []
-        for start in range(0, len(files), batch_size):
-            prepared = self.decode([{"body": data} for data in files[start:start + batch_size]])
-            if prepared.errors:
-                position, error = next(iter(prepared.errors.items()))
-                raise InvalidImageError(f"file {start + position}: {error}", error.status, error.kind)
-            logits.append(self.infer(prepared))
+        """Calibrated class probabilities (N x classes) for encoded files, exactly as served (``aligned``)."""
+        logits = [self.backend(self.aligned(files[start:start + batch_size], start))
+                  for start in range(0, len(files), batch_size)]
         stacked = np.concatenate(logits) if logits else np.empty((0, len(self.metadata.class_names)), np.float32)
         return calibrated_probabilities(torch.from_numpy(stacked), self.metadata.temperature).numpy()

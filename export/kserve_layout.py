@@ -16,7 +16,8 @@ from pathlib import Path
 
 from detector.paths import REPO
 from export.archive import write_sums
-from ops.server import loaded_model_names, verify_archives
+from ops.server import verify_archives
+from ops.torchserve_config import TorchServeConfig
 
 KSERVE_CONFIG = REPO / "deploy" / "kserve" / "config.properties"
 
@@ -30,7 +31,7 @@ def build_layout(model_store: Path, out: Path, config: Path = KSERVE_CONFIG) -> 
     shutil.copy2(config, out / "config" / "config.properties")
     store = out / "model-store"
     store.mkdir()
-    archives = [Path(shutil.copy2(model_store / f"{name}.mar", store)) for name in loaded_model_names(config)]
+    archives = [Path(shutil.copy2(model_store / f"{name}.mar", store)) for name in TorchServeConfig.load(config).loaded_models]
     write_sums(store, archives)
     print(f"[kserve] {out}: config/config.properties + {', '.join(a.name for a in archives)}", file=sys.stderr)
     return out

@@ -24,16 +24,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from detector.hardware import cpu_info, cpu_line  # noqa: E402
-from detector.paths import REPO
+from detector.paths import REPO  # noqa: E402
 from detector.pipeline import THREADS_ENV  # noqa: E402
 from loadtest.images import load_images, write_images  # noqa: E402
-from loadtest.sweep import (  # noqa: E402
-    SERVED,
-    archive_name,
-    benchmark_store,
-    run_step,
-    shipped_batching,
-)
+from loadtest.sweep import SERVED, archive_name, benchmark_store, run_step, shipped_batching  # noqa: E402
 from ops.server import start, stop  # noqa: E402
 from ops.torchserve_config import Ports, open_model_api_without_models, render_config  # noqa: E402
 

@@ -30,10 +30,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from detector.hardware import cpu_info, cpu_line  # noqa: E402
-from detector.paths import REPO
+from detector.paths import REPO  # noqa: E402
 from export.archive import build_archive, write_sums  # noqa: E402
-from loadtest.bench_model import ARTIFACTS as BARE_ARTIFACTS  # noqa: E402
-from loadtest.bench_model import measure
+from loadtest.bench_model import ARTIFACTS as BARE_ARTIFACTS, measure  # noqa: E402
 from loadtest.images import load_images, write_images  # noqa: E402
 from loadtest.locust_runner import run_locust  # noqa: E402
 from ops.client import DetectorClient  # noqa: E402

@@ -50,11 +50,6 @@ def verify_archives(model_store: Path) -> list[str]:
     return names
 
 
-def loaded_model_names(config: Path) -> list[str]:
-    """The models a config.properties starts (export.kserve_layout copies their archives)."""
-    return TorchServeConfig.load(config).loaded_models
-
-
 def _private_tmp(run_dir: Path) -> Path:
     return run_dir / "tmp"
 

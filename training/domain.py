@@ -41,7 +41,7 @@ from detector.backbones import load_imagenet_weights  # noqa: E402
 from detector.data import CifakeSource, choose_samples, load_split  # noqa: E402
 from detector.hardware import cpu_info  # noqa: E402
 from detector.metadata import ModelMetadata  # noqa: E402
-from detector.model import AlignedClassifier, calibrated_probabilities, load_model  # noqa: E402
+from detector.model import AlignedClassifier, calibrated_probabilities  # noqa: E402
 from detector.pipeline import DetectorPipeline  # noqa: E402
 from training.config import TrainConfig, load_file, merge  # noqa: E402
 from training.metrics import roc_curve  # noqa: E402
@@ -51,7 +51,7 @@ from training.train import training_and_validation  # noqa: E402
 
 METHODS = ("confidence", "energy", "knn_detector", "knn_imagenet", "ensemble")
 NEIGHBOUR = 10   # the k of the k-th nearest reference image
-NATIVE_BF16 = "AVX-512 BF16" in cpu_info()["isa"] or "AMX-BF16" in cpu_info()["isa"]
+NATIVE_BF16 = bool({"AVX-512 BF16", "AMX-BF16"} & set(cpu_info()["isa"]))
 
 
 @dataclass
@@ -136,14 +136,6 @@ class DomainScorer:
         return float(np.quantile(self.validation_scores[method], 1.0 - keep))
 
 
-def aligned(pipeline: DetectorPipeline, files: list[bytes]) -> np.ndarray:
-    """The uint8 N×3×32×32 batch the server would classify for these files."""
-    prepared = pipeline.decode([{"body": data} for data in files])
-    if prepared.errors:
-        raise ValueError(f"undecodable files at positions {sorted(prepared.errors)}")
-    return prepared.images
-
-
 def roc_auc_in_vs_out(inside: np.ndarray, outside: np.ndarray) -> float:
     """ROC-AUC of telling in-domain (positive) from out-of-domain images by the score."""
     fpr, tpr = roc_curve(np.r_[np.ones(len(inside)), np.zeros(len(outside))].astype(np.int64), np.r_[inside, outside])
@@ -153,8 +145,8 @@ def roc_auc_in_vs_out(inside: np.ndarray, outside: np.ndarray) -> float:
 def evaluate(model_dir: Path, data: Path, outside: Path, reference_images: int, validation_images: int,
              test_images: int, keep: float, seed: int,
              imagenet_align: int = 224) -> tuple[dict[str, Any], dict[str, Scored]]:
-    pipeline = DetectorPipeline.load(model_dir)
-    model, metadata = load_model(model_dir)
+    pipeline = DetectorPipeline.load(model_dir)   # without an artifact: the eager weights, scored here too
+    model, metadata = pipeline.backend.model, pipeline.metadata
     config = replace(merge(TrainConfig(), load_file(model_dir / "config.json")), data=str(data))
     source = CifakeSource(data, metadata.class_names)
     train_samples, val_samples = training_and_validation(source, config)
@@ -171,12 +163,12 @@ def evaluate(model_dir: Path, data: Path, outside: Path, reference_images: int, 
     folder = read_outside_folder(outside)
     files = [image.path.read_bytes() for image in folder]
     truth = np.array([image.truth == "FAKE" for image in folder])
-    outside_scored = scorer.score(aligned(pipeline, files), truth)
+    outside_scored = scorer.score(pipeline.aligned(files), truth)
     for name, chosen in (("outside real photos", ~truth), ("outside generated images", truth)):
         sets[f"{name} ({int(chosen.sum())})"] = Scored(truth[chosen], outside_scored.probabilities[chosen],
                                                       {m: s[chosen] for m, s in outside_scored.scores.items()})
     for name, photos in outside_photos(seed).items():
-        sets[f"package: {name}"] = scorer.score(aligned(pipeline, photos), np.zeros(len(photos), dtype=bool))
+        sets[f"package: {name}"] = scorer.score(pipeline.aligned(photos), np.zeros(len(photos), dtype=bool))
     print("[domain] scored " + ", ".join(sets), file=sys.stderr, flush=True)
 
     inside = next(iter(sets.values()))

@@ -14,8 +14,9 @@ import torch
 from detector.answer import UNCERTAIN
 from detector.metadata import ModelMetadata
 from detector.preprocessing import DecodeLimits, InvalidImageError
-from detector.pipeline import HandlerSettings, PreparedBatch, answers, batch_metrics, decode_batch, extract_image_bytes
-from tests.conftest import encode, photo
+from detector.pipeline import (DetectorPipeline, HandlerSettings, PreparedBatch, answers, batch_metrics, decode_batch,
+                               extract_image_bytes)
+from tests.conftest import MODEL_DIR, encode, photo
 
 JPEG = encode(photo(64, 64), "JPEG")
 
@@ -122,3 +123,14 @@ def test_handler_settings_reject_unknown_keys() -> None:
         HandlerSettings.from_yaml({"max_image_byte": 10})
 
 
+
+
+def test_offline_probabilities_are_the_served_ones_and_refuse_an_undecodable_file() -> None:
+    pipeline = DetectorPipeline.load(MODEL_DIR)
+    files = [encode(photo(64, 48, seed), "JPEG") for seed in range(3)]
+    prepared = pipeline.decode([{"body": data} for data in files])
+    served = answers(pipeline.infer(prepared), prepared, pipeline.metadata, "eager", "1", 0.0)
+    expected = np.array([[r["probabilities"]["REAL"], r["probabilities"]["FAKE"]] for r in served])
+    assert np.allclose(pipeline.probabilities(files, batch_size=2), expected, atol=1e-6)
+    with pytest.raises(InvalidImageError, match="^file 3: "):
+        pipeline.probabilities([*files, b"junk"], batch_size=2)

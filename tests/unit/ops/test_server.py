@@ -7,8 +7,8 @@ import pytest
 
 from export.archive import SUMS_NAME, sha256_file
 from ops.client import read_keys
-from ops.server import ServerError, loaded_model_names, verify_archives, wait_ready
-from ops.torchserve_config import Ports, render_config
+from ops.server import ServerError, verify_archives, wait_ready
+from ops.torchserve_config import Ports, TorchServeConfig, render_config
 from tests.conftest import REPO
 
 
@@ -31,7 +31,7 @@ def test_render_config_moves_only_the_ports(tmp_path: Path) -> None:
     rendered = render_config(REPO / "config.properties", tmp_path / "c.properties", Ports(1, 2, 3, 4, 5)).read_text()
     assert "inference_address=http://127.0.0.1:1\n" in rendered and "metrics_address=http://127.0.0.1:3\n" in rendered
     assert "grpc_inference_port=4\n" in rendered and "grpc_management_port=5\n" in rendered
-    assert loaded_model_names(tmp_path / "c.properties") == ["ai_detector", "ai_detector_onnx", "ai_detector_int8"]
+    assert TorchServeConfig.load(tmp_path / "c.properties").loaded_models == ["ai_detector", "ai_detector_onnx", "ai_detector_int8"]
     original = (REPO / "config.properties").read_text().splitlines()
     assert len([a for a, b in zip(original, rendered.splitlines()) if a != b]) == 5
     with pytest.raises(ValueError, match="need 5 ports"):
