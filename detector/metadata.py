@@ -31,6 +31,8 @@ class ModelMetadata:
     # lineage: which weights the training started from and which config file it ran
     parent_sha256: str | None = None  # SHA-256 of the init_from model.safetensors; None from scratch/ImageNet
     recipe_step: str | None = None    # config file name, e.g. 07_model_224_gpu2.toml (training/recipe/)
+    # out-of-domain gate (detector.domain.DomainGateSpec as a dict); None: only the confidence gate
+    domain_gate: dict[str, Any] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:

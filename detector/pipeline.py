@@ -1,12 +1,14 @@
 """The request pipeline: one definition of what happens to a batch of requests, shared by the TorchServe
 handler, the bare-model benchmark and the offline reports.
 
-    decode -> align -> batch -> backend -> calibrated answer -> second opinion -> explanations -> metrics
+    decode -> align -> batch -> backend (+ domain gate) -> calibrated answer -> second opinion -> explanations -> metrics
 
 * ``extract_image_bytes``  request dict -> image bytes (raw body, multipart ``data``, base64 JSON, KServe instance)
 * ``decode_batch``         requests -> one uint8 batch (N,3,32,32) + per-request errors
 * backend                  batch -> logits (``detector.backends``; the archive picks the runtime)
-* ``answers``              logits -> calibrated JSON per request (REAL, FAKE or UNCERTAIN), errors left in their slots
+* domain gate              batch -> domain score per image (``detector.domain``), where the model has a gate
+* ``answers``              logits + domain scores -> calibrated JSON per request (REAL, FAKE or UNCERTAIN with
+                           its reason: out_of_domain or low_confidence), errors left in their slots
 * ``add_spectral_opinion`` the frequency score beside the CNN's answer (never replacing it)
 * ``add_explanations``     Grad-CAM for the requests that asked for one (eager model, same input)
 * ``batch_metrics``        the batch's own metrics (size, stage times, labels, input errors)
@@ -34,6 +36,7 @@ import torch
 
 from detector.answer import answer
 from detector.backends import Backend, EagerBackend, load_backend, select_device, self_checked
+from detector.domain import DomainGate, DomainGateSpec
 from detector.gradcam import explanation, grad_cam
 from detector.metadata import ModelMetadata
 from detector.model import AlignedClassifier, calibrated_probabilities, load_model
@@ -54,10 +57,18 @@ class HandlerSettings:
     limits: DecodeLimits = DecodeLimits()
     threads: int = 0                      # intra-op threads; 0 leaves the runtimes' own default
     min_confidence: float | None = None   # None: the model's own (metadata.json); 0: never UNCERTAIN
+    domain_threshold: float | None = None  # None: the model's own gate (if it has one); DOMAIN_OFF: no gate
 
     def abstain_below(self, metadata: ModelMetadata) -> float:
         """The confidence below which this model answers UNCERTAIN."""
         return metadata.min_confidence if self.min_confidence is None else self.min_confidence
+
+    def out_of_domain_below(self, metadata: ModelMetadata) -> float | None:
+        """The domain score below which this model answers UNCERTAIN (out_of_domain); None: no gate runs."""
+        spec = DomainGateSpec.of(metadata)
+        if spec is None or self.domain_threshold == DOMAIN_OFF:
+            return None
+        return spec.threshold if self.domain_threshold is None else self.domain_threshold
 
     @classmethod
     def from_yaml(cls, section: dict[str, Any] | None, environ: dict[str, str] | None = None) -> "HandlerSettings":
@@ -68,12 +79,13 @@ class HandlerSettings:
         archive_threads = int(section.pop("intra_op_threads", 0))
         threads = int(environ.get(THREADS_ENV) or archive_threads) or (os.cpu_count() or 1)
         min_confidence = parse_min_confidence(section.pop("min_confidence", "model"))
+        domain_threshold = parse_domain_threshold(section.pop("domain_threshold", "model"))
         known = {"max_image_bytes": "max_bytes", "max_image_pixels": "max_pixels", "max_image_side": "max_side"}
         unknown = set(section) - set(known)
         if unknown:
             raise ValueError(f"unknown handler settings: {sorted(unknown)}")
         return cls(limits=DecodeLimits(**{known[k]: int(v) for k, v in section.items()}), threads=threads,
-                   min_confidence=min_confidence)
+                   min_confidence=min_confidence, domain_threshold=domain_threshold)
 
 
 def parse_min_confidence(value: Any) -> float | None:
@@ -86,6 +98,21 @@ def parse_min_confidence(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.5 <= value < 1.0:
         return float(value)
     raise ValueError(f"handler min_confidence must be 'model', 'off' or a number in [0.5, 1), not {value!r}")
+
+
+DOMAIN_OFF = float("-inf")
+
+
+def parse_domain_threshold(value: Any) -> float | None:
+    """``model`` (the gate fitted with the weights, if any), ``off`` (no domain gate: it is not even computed)
+    or a domain score in [-1, 1] (cosine similarity; higher turns more pictures away)."""
+    if value == "model":
+        return None
+    if value in ("off", False):
+        return DOMAIN_OFF
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and -1.0 <= value <= 1.0:
+        return float(value)
+    raise ValueError(f"handler domain_threshold must be 'model', 'off' or a number in [-1, 1], not {value!r}")
 
 
 @dataclass
@@ -155,18 +182,22 @@ def error_body(error: InvalidImageError) -> dict[str, Any]:
 
 
 def answers(logits: np.ndarray, prepared: PreparedBatch, metadata: ModelMetadata, backend_name: str,
-            model_version: str, min_confidence: float) -> list[dict[str, Any]]:
+            model_version: str, min_confidence: float, domain_scores: np.ndarray | None = None,
+            domain_threshold: float | None = None) -> list[dict[str, Any]]:
     """One JSON-serialisable response per request, in request order, naming the version that answered:
-    REAL or FAKE, or UNCERTAIN (with the reason) below ``min_confidence``; both probabilities always."""
+    REAL or FAKE, or UNCERTAIN (with the reason) below ``domain_threshold`` or ``min_confidence``; both
+    probabilities always, and the domain score wherever the gate ran."""
     probabilities = calibrated_probabilities(torch.from_numpy(np.asarray(logits)), metadata.temperature).numpy()
     slots: dict[int, dict[str, Any]] = {pos: error_body(err) for pos, err in prepared.errors.items()}
     for row, position in enumerate(prepared.positions):
-        given = answer(probabilities[row], metadata.class_names, min_confidence)
+        score = None if domain_scores is None else float(domain_scores[row])
+        given = answer(probabilities[row], metadata.class_names, min_confidence, score, domain_threshold)
         slots[position] = {
             "label": given["label"],
             "probabilities": {name: float(probabilities[row, i]) for i, name in enumerate(metadata.class_names)},
             "model_version": model_version,
             "backend": backend_name,
+            **({"domain_score": round(score, 6)} if score is not None else {}),
             **({"abstained": given["abstained"]} if "abstained" in given else {}),
         }
     return [slots[i] for i in range(len(slots))]
@@ -214,14 +245,20 @@ class MetricSample:
 
 
 def batch_metrics(prepared: PreparedBatch, responses: list[dict[str, Any]], preprocess_ms: float,
-                  inference_ms: float) -> list[MetricSample]:
-    """What operators watch per batch: its size, stage times, answers per label, input errors per type."""
+                  inference_ms: float, domain_ms: float | None = None) -> list[MetricSample]:
+    """What operators watch per batch: its size, stage times (the domain gate's where it ran), answers per
+    label, abstentions per reason, input errors per type."""
     samples = [MetricSample("BatchSize", len(responses), "count", "histogram"),
                MetricSample("PreprocessMs", preprocess_ms, "ms", "histogram")]
     if prepared.positions:  # no inference ran for a batch of only bad requests
         samples.append(MetricSample("InferenceMs", inference_ms, "ms", "histogram"))
+        if domain_ms is not None:
+            samples.append(MetricSample("DomainGateMs", domain_ms, "ms", "histogram"))
     labels = Counter(r["label"] for r in responses if "label" in r)
     samples += [MetricSample("Predictions", n, "count", "counter", (("Label", label),)) for label, n in sorted(labels.items())]
+    reasons = Counter(r["abstained"]["reason"] for r in responses if "abstained" in r)
+    samples += [MetricSample("Abstentions", n, "count", "counter", (("Reason", reason),))
+                for reason, n in sorted(reasons.items())]
     errors = Counter(error.kind for error in prepared.errors.values())
     samples += [MetricSample("InputErrors", n, "count", "counter", (("ErrorType", kind),)) for kind, n in sorted(errors.items())]
     return samples
@@ -235,6 +272,7 @@ class PipelineResult:
     errors: dict[int, InvalidImageError]
     decode_ms: float
     backend_ms: float
+    domain_ms: float | None     # None: no domain gate ran
     metrics: list[MetricSample]
 
 
@@ -243,7 +281,8 @@ class DetectorPipeline:
     and the offline reports run too, so that their figures describe the served path."""
 
     def __init__(self, model_dir: Path, metadata: ModelMetadata, backend: Backend, settings: HandlerSettings,
-                 model_version: str, device: torch.device = torch.device("cpu")) -> None:
+                 model_version: str, device: torch.device = torch.device("cpu"),
+                 domain_files: Path | None = None) -> None:
         self.model_dir = Path(model_dir)
         self.metadata = metadata
         self.backend = backend
@@ -251,16 +290,22 @@ class DetectorPipeline:
         self.model_version = model_version
         self.device = device
         self.min_confidence = settings.abstain_below(metadata)
+        self.domain_threshold = settings.out_of_domain_below(metadata)
+        spec = DomainGateSpec.of(metadata)
+        self.domain = (None if self.domain_threshold is None or spec is None else
+                       DomainGate.load(domain_files or self.model_dir, spec, device, settings.threads))
         has_spectral = (self.model_dir / SPECTRAL_FILENAME).exists()   # optional: models fitted without one
         self.spectral = SpectralScore.load(self.model_dir) if has_spectral else None
         self._explainer: AlignedClassifier | None = None
 
     @classmethod
     def load(cls, model_dir: Path, artifact: str | None = None, settings: HandlerSettings = HandlerSettings(),
-             gpu_id: int | None = None, model_version: str | None = None) -> "DetectorPipeline":
+             gpu_id: int | None = None, model_version: str | None = None,
+             domain_files: Path | None = None) -> "DetectorPipeline":
         """As a worker builds it: ``artifact`` (a file in ``model_dir``, the archive's serialized file) on the
         assigned device, self-checked against the export's reference answers. Without an artifact: the eager
-        fp32 weights (offline reports on a model directory, nothing exported)."""
+        fp32 weights (offline reports on a model directory, nothing exported). The domain gate's files come
+        from ``model_dir`` (an archive) or ``domain_files`` (``export.domain_gate.gate_folder``, offline)."""
         model_dir = Path(model_dir)
         if settings.threads:
             torch.set_num_threads(settings.threads)
@@ -272,10 +317,12 @@ class DetectorPipeline:
             metadata = ModelMetadata.load(model_dir)
             backend = self_checked(load_backend(model_dir / artifact, device, settings.threads), model_dir, metadata,
                                    device)
-        pipeline = cls(model_dir, metadata, backend, settings, model_version or metadata.version, device)
-        logger.info("ai_detector %s (weights %s): %s on %s, %d threads, UNCERTAIN below confidence %.4f",
+        pipeline = cls(model_dir, metadata, backend, settings, model_version or metadata.version, device, domain_files)
+        gate = ("no domain gate" if pipeline.domain_threshold is None
+                else f"out of domain below {pipeline.domain_threshold:.4f}")
+        logger.info("ai_detector %s (weights %s): %s on %s, %d threads, UNCERTAIN below confidence %.4f, %s",
                     pipeline.model_version, metadata.version, backend.name, device, torch.get_num_threads(),
-                    pipeline.min_confidence)
+                    pipeline.min_confidence, gate)
         return pipeline
 
     def decode(self, requests: list[dict[str, Any]]) -> PreparedBatch:
@@ -286,8 +333,14 @@ class DetectorPipeline:
             return np.empty((0, len(self.metadata.class_names)), dtype=np.float32)
         return self.backend(prepared.images)
 
-    def answer(self, logits: np.ndarray, prepared: PreparedBatch) -> list[dict[str, Any]]:
-        return answers(logits, prepared, self.metadata, self.backend.name, self.model_version, self.min_confidence)
+    def domain_scores(self, images: np.ndarray) -> np.ndarray | None:
+        """The domain gate's score per aligned image; None when no gate runs."""
+        return None if self.domain is None else self.domain.scores(images)
+
+    def answer(self, logits: np.ndarray, prepared: PreparedBatch,
+               domain_scores: np.ndarray | None = None) -> list[dict[str, Any]]:
+        return answers(logits, prepared, self.metadata, self.backend.name, self.model_version, self.min_confidence,
+                       domain_scores, self.domain_threshold)
 
     def explainer(self) -> AlignedClassifier:
         """The eager model for Grad-CAM, built from the weights on the first explanation."""
@@ -302,14 +355,17 @@ class DetectorPipeline:
         decoded = time.perf_counter()
         logits = self.infer(prepared)
         inferred = time.perf_counter()
-        responses = self.answer(logits, prepared)
+        scores = self.domain_scores(prepared.images) if prepared.positions else None
+        gated = time.perf_counter()
+        responses = self.answer(logits, prepared, scores)
         if self.spectral is not None:
             add_spectral_opinion(responses, prepared, self.spectral)
         if explain:
             add_explanations(responses, prepared, logits, self.explainer(), explain)
         decode_ms, backend_ms = (decoded - started) * 1000, (inferred - decoded) * 1000
-        return PipelineResult(responses, prepared.errors, decode_ms, backend_ms,
-                              batch_metrics(prepared, responses, decode_ms, backend_ms))
+        domain_ms = (gated - inferred) * 1000 if self.domain is not None else None
+        return PipelineResult(responses, prepared.errors, decode_ms, backend_ms, domain_ms,
+                              batch_metrics(prepared, responses, decode_ms, backend_ms, domain_ms))
 
     def aligned(self, files: list[bytes], first_index: int = 0) -> np.ndarray:
         """The uint8 N×3×s×s batch the server classifies for these encoded files; an undecodable file raises its
@@ -320,9 +376,22 @@ class DetectorPipeline:
             raise InvalidImageError(f"file {first_index + position}: {error}", error.status, error.kind)
         return prepared.images
 
+    def assess(self, files: list[bytes], batch_size: int = 128,
+               gate: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated class probabilities (N x classes) for encoded files and the domain gate's verdicts (True:
+        in domain; None where no gate runs), exactly as served (``aligned``)."""
+        logits, scores = [], []
+        for start in range(0, len(files), batch_size):
+            images = self.aligned(files[start:start + batch_size], start)
+            logits.append(self.backend(images))
+            if gate and self.domain is not None:
+                scores.append(self.domain.scores(images))
+        stacked = np.concatenate(logits) if logits else np.empty((0, len(self.metadata.class_names)), np.float32)
+        probabilities = calibrated_probabilities(torch.from_numpy(stacked), self.metadata.temperature).numpy()
+        if not gate or self.domain is None or self.domain_threshold is None:
+            return probabilities, None
+        return probabilities, (np.concatenate(scores) if scores else np.empty(0)) >= self.domain_threshold
+
     def probabilities(self, files: list[bytes], batch_size: int = 128) -> np.ndarray:
         """Calibrated class probabilities (N x classes) for encoded files, exactly as served (``aligned``)."""
-        logits = [self.backend(self.aligned(files[start:start + batch_size], start))
-                  for start in range(0, len(files), batch_size)]
-        stacked = np.concatenate(logits) if logits else np.empty((0, len(self.metadata.class_names)), np.float32)
-        return calibrated_probabilities(torch.from_numpy(stacked), self.metadata.temperature).numpy()
+        return self.assess(files, batch_size, gate=False)[0]

@@ -4,7 +4,8 @@
 
 Each archive holds the artifact, ``metadata.json``, the safetensors weights (for Grad-CAM
 explanations and the fp32 fallback), ``selfcheck.safetensors`` (the reference answers each worker
-replays at load), ``spectral.json`` where one was fitted (the frequency second opinion), the handler,
+replays at load), ``spectral.json`` where one was fitted (the frequency second opinion), the domain gate's
+extractor and reference features where the model has one, the handler,
 the ``handlers`` and ``detector`` packages it imports, and ``handlers/model-config.yaml``.
 """
 
@@ -18,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from detector.domain import GATE_FILES
 from detector.metadata import METADATA_FILENAME, ModelMetadata
 from detector.model import WEIGHTS_FILENAME
 from detector.paths import REPO
@@ -42,7 +44,7 @@ def stage_extra_files(stage: Path, metadata_path: Path) -> Path:
         shutil.copytree(REPO / package, stage / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.yaml", HANDLER.name))
     shutil.copy2(metadata_path, stage / METADATA_FILENAME)
     shutil.copy2(metadata_path.parent / WEIGHTS_FILENAME, stage / WEIGHTS_FILENAME)
-    for optional in (SPECTRAL_FILENAME, SELFCHECK_FILENAME):   # present where export wrote them
+    for optional in (SPECTRAL_FILENAME, SELFCHECK_FILENAME, *GATE_FILES):   # present where export wrote them
         if (metadata_path.parent / optional).exists():
             shutil.copy2(metadata_path.parent / optional, stage / optional)
     return stage

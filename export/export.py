@@ -8,7 +8,8 @@ ONNX artifact (static quantisation calibrated on training images, 7-bit weights 
 int8 kernels saturate) must agree with fp32 on at least 99 % of the labels and move probabilities
 by at most 0.005 on average; its accuracy against fp32 is measured by ``python -m export.variants``.
 The first 64 parity images and their eager answers are stored beside the artifacts
-(``selfcheck.safetensors``) so that every worker repeats the check on the CPU it runs on.
+(``selfcheck.safetensors``) so that every worker repeats the check on the CPU it runs on. A model with a
+domain gate gets its files too, proven by ``export.domain_gate``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from detector.data import CifakeSource, choose_samples, load_split
+from detector.domain import GATE_FILES
 from detector.hardware import cpu_info, cpu_line
 from detector.metadata import METADATA_FILENAME, ModelMetadata
 from detector.model import WEIGHTS_FILENAME, AlignedClassifier, calibrated_probabilities, load_model, predict_logits
@@ -50,11 +52,11 @@ def export_torchscript(model: AlignedClassifier, path: Path) -> Path:
     return path
 
 
-def export_onnx(model: AlignedClassifier, path: Path, input_size: int) -> Path:
-    """ONNX with a dynamic batch axis and the weights inside the one file."""
+def export_onnx(model: torch.nn.Module, path: Path, input_size: int, output_name: str = OUTPUT_NAME) -> Path:
+    """ONNX with a dynamic batch axis and the weights inside the one file (uint8 N×3×s×s in)."""
     example = torch.zeros(2, 3, input_size, input_size, dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    torch.onnx.export(model.eval(), (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+    torch.onnx.export(model.eval(), (example,), str(path), input_names=[INPUT_NAME], output_names=[output_name],
                       dynamic_shapes={"images": {0: batch}}, external_data=False, dynamo=True, verbose=False)
     return path
 
@@ -167,6 +169,13 @@ def export_all(model_dir: Path, out_dir: Path, parity_data: Path, parity_count: 
     (out_dir / SPECTRAL_FILENAME).unlink(missing_ok=True)
     if (Path(model_dir) / SPECTRAL_FILENAME).exists():  # the frequency second opinion, where one was fitted
         shutil.copy2(Path(model_dir) / SPECTRAL_FILENAME, out_dir / SPECTRAL_FILENAME)
+    for name in GATE_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    gate_check = None
+    if metadata.domain_gate is not None:   # the out-of-domain gate's files, built and proven (export.domain_gate)
+        from export.domain_gate import copy_proven   # it builds on this module's ONNX export
+
+        gate_check = copy_proven(metadata, parity_data, out_dir)
     if int8:
         calibration = calibration_images(parity_data, 512, metadata.input_size, metadata.downsample_filter)
         paths["onnx_int8"] = export_int8(paths["onnx"], out_dir / INT8_NAME, calibration)
@@ -174,6 +183,8 @@ def export_all(model_dir: Path, out_dir: Path, parity_data: Path, parity_count: 
     eager = eager_probabilities(model_dir, images)
     SelfCheck(images[:SELFCHECK_IMAGES], eager[:SELFCHECK_IMAGES]).save(out_dir)   # replayed by every worker
     report = check_parity(model_dir, paths, images, tolerance, quantised=frozenset({"onnx_int8"}), reference=eager)
+    if gate_check is not None:
+        report["domain_gate"] = gate_check
     (out_dir / PARITY_NAME).write_text(json.dumps(report, indent=2) + "\n")
     return paths
 

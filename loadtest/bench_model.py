@@ -4,12 +4,15 @@ batch size. This is the ceiling the server is measured against: the same work, m
 
     python -m loadtest.bench_model --artifacts build/artifacts --out loadtest/results/bare_model
 
-Threads as the handler sets them (handlers/model-config.yaml). Writes bare_model.json/.md.
+Threads as the handler sets them (handlers/model-config.yaml). Writes bare_model.json/.md. ``--gate-cost``
+adds the domain gate's share of throughput: the same pipeline with the gate on and off, batches interleaved
+in one run so that a noisy machine slows both alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -21,38 +24,68 @@ import yaml
 from detector.backends import FALLBACK_NAME, select_device
 from detector.hardware import cpu_info, cpu_line
 from detector.paths import REPO
-from detector.pipeline import DetectorPipeline, HandlerSettings
+from detector.pipeline import DOMAIN_OFF, DetectorPipeline, HandlerSettings
 from export.variants import FORMATS
 from loadtest.images import load_images
 
 ARTIFACTS = FORMATS   # backend name -> artifact file (bf16: python -m export.variants)
 
 
+def archive_settings() -> HandlerSettings:
+    """The handler settings every archive ships (handlers/model-config.yaml)."""
+    return HandlerSettings.from_yaml(yaml.safe_load((REPO / "handlers" / "model-config.yaml").read_text())["handler"])
+
+
 def measure(artifacts: Path, backend_name: str, batch_sizes: list[int], images: list[bytes],
             seconds_per_size: float, gpu_id: int | None = None) -> list[dict[str, float]]:
     """img/s and per-batch latency (median, p95) for each batch size, through the very pipeline a worker
-    runs (``detector.pipeline``, self-check included), and the backend's share of it (the model alone,
-    host->device copy included when ``gpu_id`` names a GPU)."""
-    settings = HandlerSettings.from_yaml(yaml.safe_load((REPO / "handlers" / "model-config.yaml").read_text())["handler"])
-    pipeline = DetectorPipeline.load(artifacts, ARTIFACTS[backend_name], settings, gpu_id)
+    runs (``detector.pipeline``, self-check and domain gate included), and the backend's and the gate's share
+    of it (the model alone, host->device copy included when ``gpu_id`` names a GPU)."""
+    pipeline = DetectorPipeline.load(artifacts, ARTIFACTS[backend_name], archive_settings(), gpu_id)
     if pipeline.backend.name == FALLBACK_NAME:   # a worker would serve fp32 instead: so is the figure
         print(f"[bench] {backend_name} failed its self-check on this CPU: measuring {FALLBACK_NAME}", flush=True)
     rows = []
     for size in batch_sizes:
         requests = [{"body": images[i % len(images)]} for i in range(size)]
         pipeline.run(requests)  # warm-up
-        latencies, backend_latencies, started = [], [], time.perf_counter()
+        latencies, backend_latencies, gate_latencies, started = [], [], [], time.perf_counter()
         while time.perf_counter() - started < seconds_per_size or len(latencies) < 5:
             begin = time.perf_counter()
-            backend_latencies.append(pipeline.run(requests).backend_ms)
+            result = pipeline.run(requests)
             latencies.append((time.perf_counter() - begin) * 1000)
+            backend_latencies.append(result.backend_ms)
+            gate_latencies.append(result.domain_ms or 0.0)
         latencies.sort()
         rows.append({"batch_size": size, "images_per_second": round(1000 * size * len(latencies) / sum(latencies), 1),
                      "batch_ms_p50": round(statistics.median(latencies), 2),
                      "batch_ms_p95": round(latencies[int(0.95 * (len(latencies) - 1))], 2), "batches": len(latencies),
-                     "backend_ms_p50": round(statistics.median(backend_latencies), 2)})
+                     "backend_ms_p50": round(statistics.median(backend_latencies), 2),
+                     "domain_gate_ms_p50": round(statistics.median(gate_latencies), 2)})
         print(f"[bench] {backend_name} batch {size}: {rows[-1]}", flush=True)
     return rows
+
+
+def gate_cost(artifacts: Path, backend_name: str, batch_size: int, images: list[bytes], rounds: int,
+              gpu_id: int | None = None) -> dict[str, float]:
+    """Throughput with the archive's settings (domain gate on) and with ``domain_threshold: off``, batches
+    alternating between the two pipelines; the gate's cost is the share of throughput it takes."""
+    on = DetectorPipeline.load(artifacts, ARTIFACTS[backend_name], archive_settings(), gpu_id)
+    off = DetectorPipeline.load(artifacts, ARTIFACTS[backend_name],
+                                dataclasses.replace(archive_settings(), domain_threshold=DOMAIN_OFF), gpu_id)
+    requests = [{"body": images[i % len(images)]} for i in range(batch_size)]
+    seconds = {"on": 0.0, "off": 0.0}
+    for pipeline in (on, off):
+        pipeline.run(requests)   # warm-up
+    for _ in range(rounds):
+        for name, pipeline in (("on", on), ("off", off)):
+            begin = time.perf_counter()
+            pipeline.run(requests)
+            seconds[name] += time.perf_counter() - begin
+    with_gate, without = (rounds * batch_size / seconds[name] for name in ("on", "off"))
+    row = {"batch_size": batch_size, "rounds": rounds, "images_per_second_with_gate": round(with_gate, 1),
+           "images_per_second_without": round(without, 1), "gate_cost": round(1 - with_gate / without, 4)}
+    print(f"[bench] {backend_name} domain gate: {row}", flush=True)
+    return row
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,6 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per batch size")
     parser.add_argument("--out", type=Path, default=REPO / "loadtest" / "results" / "bare_model")
     parser.add_argument("--backends", default=",".join(ARTIFACTS), help="those whose artifact exists are measured")
+    parser.add_argument("--gate-cost", type=int, default=0, metavar="ROUNDS",
+                        help="also measure the domain gate's share of throughput at the largest batch size, over "
+                             "ROUNDS interleaved batches with and without it")
     parser.add_argument("--gpu", type=int, default=None,
                         help="GPU id, as TorchServe assigns one to a worker (ONNX models run on it only where "
                              "onnxruntime has the CUDA provider; otherwise on the CPU: measure --backends torchscript)")
@@ -70,15 +106,23 @@ def main(argv: list[str] | None = None) -> None:
     images = load_images(256)
     report = {name: measure(args.artifacts, name, sizes, images, args.seconds, args.gpu)
               for name in args.backends.split(",") if (args.artifacts / ARTIFACTS[name]).exists()}
+    costs = {name: gate_cost(args.artifacts, name, max(sizes), images, args.gate_cost, args.gpu)
+             for name in report if args.gate_cost}
     args.out.mkdir(parents=True, exist_ok=True)
     cpu = cpu_info()
-    (args.out / "bare_model.json").write_text(json.dumps({"cpu": cpu, **report}, indent=2) + "\n")
+    (args.out / "bare_model.json").write_text(json.dumps({"cpu": cpu, **report, "domain_gate_cost": costs}, indent=2)
+                                              + "\n")
     device = select_device(args.gpu)
     lines = [f"CPU: {cpu_line(cpu)}" + (f"; GPU: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""), "",
-             "| backend | batch size | images/s | batch latency p50 (ms) | p95 (ms) | backend alone p50 (ms) |",
-             "|---|---|---|---|---|---|"]
+             "| backend | batch size | images/s | batch latency p50 (ms) | p95 (ms) | backend alone p50 (ms) | "
+             "domain gate p50 (ms) |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {name} | {r['batch_size']} | {r['images_per_second']:.1f} | {r['batch_ms_p50']:.1f} | {r['batch_ms_p95']:.1f} "
-              f"| {r['backend_ms_p50']:.1f} |" for name, rows in report.items() for r in rows]
+              f"| {r['backend_ms_p50']:.1f} | {r['domain_gate_ms_p50']:.1f} |" for name, rows in report.items() for r in rows]
+    if costs:
+        lines += ["", "Domain gate's share of throughput (gate on vs domain_threshold: off, interleaved batches):", "",
+                  "| backend | batch size | images/s with gate | without | cost |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | {c['batch_size']} | {c['images_per_second_with_gate']:.1f} | "
+                  f"{c['images_per_second_without']:.1f} | {100 * c['gate_cost']:.1f} % |" for name, c in costs.items()]
     (args.out / "bare_model.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

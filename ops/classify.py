@@ -4,7 +4,7 @@
     python -m ops.classify folder/ --recursive --explain-dir heatmaps/   # + Grad-CAM overlays as PNG
 
 The key is read from TorchServe's key file ($AI_DETECTOR_KEY_FILE, default run/key_file.json).
-Each file gets one row: its label (REAL, FAKE, or UNCERTAIN with the class it leans to) and calibrated
+Each file gets one row: its label (REAL, FAKE, or UNCERTAIN with its reason and the class it leans to) and calibrated
 P(FAKE), or the server's error for it (a file that is not an image is reported, never skipped). The exit
 status is 1 when any file failed.
 """
@@ -38,6 +38,8 @@ class Result:
     p_fake: float | None = None
     model_version: str | None = None
     leaning: str | None = None      # for UNCERTAIN: the class the model leans to
+    reason: str | None = None       # for UNCERTAIN: out_of_domain or low_confidence
+    domain_score: float | None = None  # where the model has a domain gate
     error: str | None = None
 
 
@@ -68,8 +70,9 @@ def classify_file(client: DetectorClient, path: Path, explain_dir: Path | None) 
         explain_dir.mkdir(parents=True, exist_ok=True)
         (explain_dir / f"{path.stem}.gradcam.png").write_bytes(base64.b64decode(body["gradcam"]["png"]))
     probabilities = body["probabilities"]
-    leaning = body["abstained"]["leaning"] if "abstained" in body else None
-    return Result(str(path), body["label"], probabilities["REAL"], probabilities["FAKE"], body.get("model_version"), leaning)
+    abstained = body.get("abstained", {})
+    return Result(str(path), body["label"], probabilities["REAL"], probabilities["FAKE"], body.get("model_version"),
+                  abstained.get("leaning"), abstained.get("reason"), body.get("domain_score"))
 
 
 def table(results: list[Result]) -> str:
@@ -79,7 +82,7 @@ def table(results: list[Result]) -> str:
         if r.error:
             lines.append(f"{r.path:<{width}}  {'-':<9}  {'-':>7}  {r.error}")
         else:
-            leaning = f", leans {r.leaning}" if r.leaning else ""
+            leaning = f", {r.reason.replace('_', ' ')}, leans {r.leaning}" if r.leaning else ""
             lines.append(f"{r.path:<{width}}  {r.label:<9}  {r.p_fake:>7.4f}  model {r.model_version}{leaning}")
     counts = {label: sum(r.label == label for r in results) for label in ("REAL", "FAKE", UNCERTAIN)}
     lines.append(f"{len(results)} files: {counts['REAL']} REAL, {counts['FAKE']} FAKE, {counts[UNCERTAIN]} UNCERTAIN, "

@@ -1,10 +1,16 @@
-"""Fit a trained model's UNCERTAIN threshold on its own validation split and write it into metadata.json.
+"""Fit a trained model's UNCERTAIN thresholds on its own validation split and write them into metadata.json.
 
-    python -m training.abstention --model model --data ../shared/data/cifake [--coverage 0.975]
+    python -m training.abstention --model model --data ../shared/data/cifake [--coverage 0.975] [--domain-keep 0.99]
 
-Training does this at its end (``abstention_coverage``); this refits a model folder without retraining
-(a model trained before the threshold existed, or another coverage). The validation split is the run's own,
-rebuilt from the folder's config.json (seed, val_fraction), so no test or outside image takes part.
+Two gates decide UNCERTAIN (``detector.answer``): the domain gate (``detector.domain``: is the picture like
+the training data?) and the confidence gate. They are fitted together: the domain threshold keeps
+``--domain-keep`` of the validation split, then the confidence threshold is the highest that still answers
+``--coverage`` of it in all. ``--domain-keep 0`` removes the gate; without the flag a model keeps the gate it
+has (refitted) or stays without one.
+
+Training fits the confidence gate at its end (``abstention_coverage``); this refits a model folder without
+retraining. The validation split is the run's own, rebuilt from the folder's config.json (seed,
+val_fraction), so no test or outside image takes part.
 """
 
 from __future__ import annotations
@@ -15,17 +21,33 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from detector.data import CifakeSource, load_split
+from detector.domain import DomainGate, DomainGateSpec
+from detector.metadata import ModelMetadata
 from detector.model import calibrated_probabilities, load_model, predict_logits
+from export.domain_gate import gate_folder
 from training.config import TrainConfig, load_file, merge
 from training.metrics import fit_abstention
 from training.train import training_and_validation
 
 
-def refit(model_dir: Path, data: Path, coverage: float | None = None, batch_size: int = 256) -> dict[str, Any]:
-    """Fit, write ``min_confidence`` and ``metrics.abstention`` into ``model_dir``'s metadata; returns the fit."""
+def domain_spec(metadata: ModelMetadata, config: TrainConfig, keep: float | None) -> DomainGateSpec | None:
+    """The gate to fit: ``keep`` 0 none, None the model's own (if any), else the default gate keeping ``keep``;
+    its references come from the run's training portion, never from its validation split."""
+    current = DomainGateSpec.of(metadata)
+    if keep == 0 or (keep is None and current is None):
+        return None
+    spec = current if keep is None else DomainGateSpec(keep_validation=keep)
+    return replace(spec, split_seed=config.seed, val_fraction=config.val_fraction)
+
+
+def refit(model_dir: Path, data: Path, coverage: float | None = None, domain_keep: float | None = None,
+          batch_size: int = 256) -> dict[str, Any]:
+    """Fit, write ``min_confidence``, ``domain_gate`` and ``metrics.abstention`` into ``model_dir``'s metadata;
+    returns the fit."""
     model, metadata = load_model(model_dir)
     config = replace(merge(TrainConfig(), load_file(model_dir / "config.json")), data=str(data))
     source = CifakeSource(data, metadata.class_names)
@@ -33,9 +55,16 @@ def refit(model_dir: Path, data: Path, coverage: float | None = None, batch_size
     validation = load_split(source, val_samples, metadata.input_size, metadata.downsample_filter, "validation")
     logits = predict_logits(model, torch.from_numpy(validation.images), batch_size, "fp32")
     probabilities = calibrated_probabilities(logits, metadata.temperature).numpy()
+    spec, in_domain = domain_spec(metadata, config, domain_keep), None
+    if spec is not None:
+        scores = DomainGate.load(gate_folder(metadata, data, spec), spec).scores(validation.images)
+        spec = replace(spec, threshold=float(np.quantile(scores, 1.0 - spec.keep_validation)))
+        in_domain = scores >= spec.threshold
     abstention = fit_abstention(probabilities, validation.labels,
-                                config.abstention_coverage if coverage is None else coverage)
-    replace(metadata, min_confidence=abstention["min_confidence"],
+                                config.abstention_coverage if coverage is None else coverage, in_domain)
+    if spec is not None:
+        abstention.update(domain_threshold=spec.threshold, domain_keep=spec.keep_validation)
+    replace(metadata, min_confidence=abstention["min_confidence"], domain_gate=spec and spec.to_dict(),
             metrics={**metadata.metrics, "abstention": abstention}).save(model_dir)
     return abstention
 
@@ -45,9 +74,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=Path("model"))
     parser.add_argument("--data", type=Path, default=Path("../shared/data/cifake"))
     parser.add_argument("--coverage", type=float, help="share of validation answered (default: the run's config)")
+    parser.add_argument("--domain-keep", type=float,
+                        help="share of validation the domain gate keeps (0: no gate; default: the model's own gate)")
     args = parser.parse_args(argv)
-    fit = refit(args.model, args.data, args.coverage)
-    print(f"[abstention] {args.model}: UNCERTAIN below confidence {fit['min_confidence']:.4f}; on validation "
+    fit = refit(args.model, args.data, args.coverage, args.domain_keep)
+    gate = (f"out of domain below {fit['domain_threshold']:.4f} (keeps {fit['domain_keep']:.2%}), "
+            if "domain_threshold" in fit else "no domain gate, ")
+    print(f"[abstention] {args.model}: UNCERTAIN {gate}below confidence {fit['min_confidence']:.4f}; on validation "
           f"{fit['coverage']:.2%} answered, {fit['accuracy_answered']:.2%} of them right", file=sys.stderr)
 
 

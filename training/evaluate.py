@@ -26,6 +26,7 @@ from detector.data import CifakeSource, LoadedSplit, choose_samples, content_sha
 from detector.answer import selective_figures  # noqa: E402
 from detector.metadata import ModelMetadata  # noqa: E402
 from detector.model import calibrated_probabilities, load_model, predict_logits  # noqa: E402
+from export.domain_gate import offline_gate  # noqa: E402
 from training.metrics import classification_report, roc_curve  # noqa: E402
 
 
@@ -48,6 +49,8 @@ def evaluate(model_dir: Path, data: Path, split_name: str, limit: int | None = N
     started = time.monotonic()
     logits = predict_logits(model, torch.from_numpy(loaded.images), batch_size, precision)
     seconds = time.monotonic() - started
+    gate = offline_gate(metadata, data)
+    in_domain = None if gate is None else gate.scores(loaded.images) >= gate.spec.threshold
     report: dict[str, Any] = {
         "model": {"architecture": metadata.architecture, "version": metadata.version, "align_size": metadata.align_size,
                   "temperature": metadata.temperature, "training_data_sha256": metadata.training_data_sha256},
@@ -55,8 +58,10 @@ def evaluate(model_dir: Path, data: Path, split_name: str, limit: int | None = N
         "images_per_second": round(len(loaded.labels) / seconds, 1),
         "full": classification_report(logits, loaded.labels, metadata.class_names, metadata.temperature),
         "abstention": selective_figures(calibrated_probabilities(logits, metadata.temperature).numpy(), loaded.labels,
-                                        metadata.min_confidence),
+                                        metadata.min_confidence, in_domain),
     }
+    if in_domain is not None:
+        report["abstention"].update(domain_threshold=gate.spec.threshold, out_of_domain=float((~in_domain).mean()))
     if split_name == "test" and not limit:
         duplicates = train_duplicate_mask(source, loaded)
         if duplicates is not None:
@@ -85,7 +90,9 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | {r['count']} | {r['accuracy']:.2%} | {r['roc_auc']:.5f} | {r['ece']:.4f} | "
                      f"{r['nll']:.4f} | {per['REAL']} | {per['FAKE']} |")
     abstention = report["abstention"]
-    lines += ["", f"As served, UNCERTAIN below calibrated confidence {abstention['min_confidence']:.4f} (fitted on "
+    gate = (f" or below domain score {abstention['domain_threshold']:.4f} (out of domain: "
+            f"{abstention['out_of_domain']:.2%} of the split)" if "domain_threshold" in abstention else "")
+    lines += ["", f"As served, UNCERTAIN below calibrated confidence {abstention['min_confidence']:.4f}{gate} (fitted on "
               f"validation): {abstention['coverage']:.2%} of the split answered REAL or FAKE, "
               f"{abstention['accuracy_answered']:.2%} of those right. The table above is the forced binary answer."]
     matrix = report["full"]["confusion_matrix"]["matrix"]

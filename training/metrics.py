@@ -92,9 +92,10 @@ def fit_temperature(logits: torch.Tensor, labels: np.ndarray) -> float:
     return float(log_t.exp().item())
 
 
-def fit_abstention(probabilities: np.ndarray, labels: np.ndarray, coverage: float) -> dict[str, Any]:
-    """The UNCERTAIN threshold that answers ``coverage`` of these (validation) images, and what it gives there;
-    ``coverage`` 1.0 never abstains."""
-    threshold = fit_min_confidence(probabilities, coverage) if coverage < 1.0 else 0.0
+def fit_abstention(probabilities: np.ndarray, labels: np.ndarray, coverage: float,
+                   in_domain: np.ndarray | None = None) -> dict[str, Any]:
+    """The UNCERTAIN threshold that, with the domain gate's verdicts (``in_domain``; None: no gate), answers
+    ``coverage`` of these (validation) images, and what it gives there; ``coverage`` 1.0 never abstains."""
+    threshold = fit_min_confidence(probabilities, coverage, in_domain) if coverage < 1.0 else 0.0
     return {"fitted_on": "validation", "target_coverage": coverage,
-            **selective_figures(probabilities, labels, threshold)}
+            **selective_figures(probabilities, labels, threshold, in_domain)}

@@ -9,6 +9,8 @@ Sets, each through the serving pipeline (``detector.pipeline``: bytes -> aligned
   (``training.robustness.outside_photos``): every FAKE answer on them is a false positive,
 - a fixed sample of CIFAKE's official test split, for reference.
 
+Answers are the served ones: the domain gate (where the model has one) and the confidence gate.
+
 Per class and per generator: answered REAL / FAKE and the share answered wrongly; the real-photo
 false-positive rate; ROC-AUC of P(FAKE) between the folder's real and generated images; and the
 risk-coverage curve of the calibrated confidence (answer only the most confident share of the images:
@@ -34,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from detector.answer import answered  # noqa: E402
 from detector.data import CifakeSource, choose_samples  # noqa: E402
-from detector.pipeline import DetectorPipeline  # noqa: E402
+from export.domain_gate import offline_pipeline  # noqa: E402
 from training.metrics import roc_curve  # noqa: E402
 from training.robustness import outside_photos  # noqa: E402
 
@@ -107,41 +109,45 @@ def roc_auc(truth: np.ndarray, p_fake: np.ndarray) -> float:
 Curves = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def evaluate(model_dir: Path, outside: Path, data: Path | None, cifake_images: int,
+def evaluate(model_dir: Path, outside: Path, data: Path, cifake_images: int,
              seed: int) -> tuple[dict[str, Any], Curves]:
     """The report, and each set's (coverage, risk) curve for the plot."""
-    pipeline = DetectorPipeline.load(model_dir)
+    pipeline = offline_pipeline(model_dir, data)
     metadata, threshold = pipeline.metadata, pipeline.min_confidence
     images = read_outside_folder(outside)
     truth = np.array([image.truth == "FAKE" for image in images])
-    probabilities = pipeline.probabilities([image.path.read_bytes() for image in images])
+    probabilities, in_domain = pipeline.assess([image.path.read_bytes() for image in images])
+    in_domain = np.ones(len(images), dtype=bool) if in_domain is None else in_domain
     print(f"[outside] {outside}: {len(images)} images scored", file=sys.stderr, flush=True)
     per_generator = {}
     for generator in sorted({image.generator for image in images}, key=lambda g: (g != "camera", g)):
         chosen = np.array([image.generator == generator for image in images])
-        per_generator[generator] = answer_counts(truth[chosen], probabilities[chosen], threshold)
-    scored = {f"outside folder ({len(images)})": (truth, probabilities)}
+        per_generator[generator] = answer_counts(truth[chosen], probabilities[chosen], threshold, in_domain[chosen])
+    scored = {f"outside folder ({len(images)})": (truth, probabilities, in_domain)}
     report: dict[str, Any] = {
         "model_version": metadata.version, "outside": str(outside), "seed": seed,
-        "min_confidence": threshold,
-        "classes": {"real photos": answer_counts(truth[~truth], probabilities[~truth], threshold),
-                    "generated images": answer_counts(truth[truth], probabilities[truth], threshold)},
+        "min_confidence": threshold, "domain_threshold": pipeline.domain_threshold,
+        "classes": {"real photos": answer_counts(truth[~truth], probabilities[~truth], threshold, in_domain[~truth]),
+                    "generated images": answer_counts(truth[truth], probabilities[truth], threshold, in_domain[truth])},
         "per_generator": per_generator,
         "roc_auc_real_vs_generated": roc_auc(truth, probabilities[:, 1]),
         "package_photos": {},
     }
     for name, files in outside_photos(seed).items():
-        report["package_photos"][name] = answer_counts(np.zeros(len(files), dtype=bool),
-                                                       pipeline.probabilities(files), threshold)
-    if data is not None:
-        source = CifakeSource(data, metadata.class_names)
-        chosen = choose_samples(source.split("test"), cifake_images, seed)
-        cifake_truth = np.array([sample.label == metadata.class_names.index("FAKE") for sample in chosen])
-        cifake_probabilities = pipeline.probabilities([source.read_bytes(sample) for sample in chosen])
-        report["cifake_test_sample"] = answer_counts(cifake_truth, cifake_probabilities, threshold)
-        scored[f"CIFAKE test sample ({len(chosen)})"] = (cifake_truth, cifake_probabilities)
-    curves = {name: risk_coverage(set_truth, set_probabilities)
-              for name, (set_truth, set_probabilities) in scored.items()}
+        photo_probabilities, photo_in_domain = pipeline.assess(files)
+        report["package_photos"][name] = answer_counts(np.zeros(len(files), dtype=bool), photo_probabilities, threshold,
+                                                       photo_in_domain)
+    source = CifakeSource(data, metadata.class_names)
+    chosen = choose_samples(source.split("test"), cifake_images, seed)
+    cifake_truth = np.array([sample.label == metadata.class_names.index("FAKE") for sample in chosen])
+    cifake_probabilities, cifake_in_domain = pipeline.assess([source.read_bytes(sample) for sample in chosen])
+    report["cifake_test_sample"] = answer_counts(cifake_truth, cifake_probabilities, threshold, cifake_in_domain)
+    scored[f"CIFAKE test sample ({len(chosen)})"] = (
+        cifake_truth, cifake_probabilities,
+        np.ones(len(chosen), dtype=bool) if cifake_in_domain is None else cifake_in_domain)
+    # most confident first, out-of-domain pictures last: the order in which the served gates give answers up
+    curves = {name: risk_coverage(set_truth, set_probabilities, set_probabilities.max(axis=1) - ~set_in_domain)
+              for name, (set_truth, set_probabilities, set_in_domain) in scored.items()}
     report["risk_coverage"] = {name: {f"{share:.0%}": risk_at(coverage, risk, share) for share in COVERAGES}
                                for name, (coverage, risk) in curves.items()}
     return report, curves
@@ -159,8 +165,11 @@ def markdown(report: dict[str, Any]) -> str:
              f"Images from `{report['outside']}` (evaluation only) and real photographs shipped with Python "
              "packages, decoded and aligned exactly as the server does. A right answer is REAL for a photograph "
              f"and FAKE for a generated image; UNCERTAIN below calibrated confidence {report['min_confidence']:.4f} "
-             "(the model's threshold, fitted on CIFAKE validation). *Answered wrongly* is a share of all the "
-             "set's images. The risk-coverage table ignores that threshold: it sweeps it.", "",
+             + (f"or below domain score {report['domain_threshold']:.4f} (out of domain) "
+                if report.get("domain_threshold") is not None else "") +
+             "(the model's thresholds, fitted on CIFAKE validation). *Answered wrongly* is a share of all the "
+             "set's images. The risk-coverage table sweeps the confidence threshold, out-of-domain pictures "
+             "answered last.", "",
              f"**Real photos answered FAKE: {real['answered_fake']} of {real['images']} ({real['wrong']:.1%}).** "
              f"ROC-AUC of P(FAKE), real vs generated: {report['roc_auc_real_vs_generated']:.3f}.", "",
              "## By class", "", *header]
@@ -213,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("model"))
     parser.add_argument("--outside", type=Path, default=Path("../shared/data/outside"))
-    parser.add_argument("--data", type=Path, default=None, help="CIFAKE, for a reference curve on its test split")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/cifake"),
+                        help="CIFAKE: a reference sample of its test split, and the domain gate's reference images")
     parser.add_argument("--cifake-images", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--out", type=Path, default=Path("model/reports"))

@@ -4,7 +4,8 @@
 
 Copies the run's weights, metadata.json (its lineage included), resolved config.json, train_log.jsonl and
 reports (``make evaluate MODEL=RUN`` writes them; test_report.json must be there), then refits on the copy
-the UNCERTAIN threshold (``training.abstention``, on the run's own validation split) and the frequency second
+the UNCERTAIN thresholds (``training.abstention``, on the run's own validation split; the model folder's
+domain gate, if it has one, carries over) and the frequency second
 opinion (``training.spectral``, with the run's seed, validation split and training subset) and writes their
 files. It refuses, leaving the model folder untouched, when the run has not finished (its checkpoint has
 epochs left, or training stopped before metadata.json was finalised) or lacks a file. Everything is prepared
@@ -17,6 +18,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from detector.metadata import METADATA_FILENAME, ModelMetadata
@@ -52,6 +54,15 @@ def finished_config(run: Path) -> TrainConfig:
     return config
 
 
+def carry_domain_gate(model: Path, staging: Path) -> None:
+    """The model folder's domain gate (its spec; the threshold is refitted) goes to the promoted weights."""
+    if not (model / METADATA_FILENAME).is_file():
+        return
+    gate = ModelMetadata.load(model).domain_gate
+    if gate is not None:
+        replace(ModelMetadata.load(staging), domain_gate=gate).save(staging)
+
+
 def promote(run: Path, model: Path, data: Path) -> list[str]:
     """Promote ``run`` into ``model``; returns the names in model/reports left from before (they describe the
     previous model unless the run's reports replaced them)."""
@@ -64,6 +75,7 @@ def promote(run: Path, model: Path, data: Path) -> list[str]:
         for name in COPIED:
             shutil.copy2(run / name, staging / name)
         shutil.copytree(run / "reports", staging / "reports")
+        carry_domain_gate(model, staging)
         fit = abstention.refit(staging, data)
         print(f"[promote] UNCERTAIN below confidence {fit['min_confidence']:.4f} ({fit['coverage']:.2%} of "
               "validation answered)", file=sys.stderr, flush=True)

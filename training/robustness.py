@@ -32,6 +32,7 @@ from PIL import Image, ImageFilter  # noqa: E402
 from detector.answer import answered  # noqa: E402
 from detector.data import CifakeSource, choose_samples  # noqa: E402
 from detector.pipeline import DetectorPipeline  # noqa: E402
+from export.domain_gate import offline_pipeline  # noqa: E402
 from detector.preprocessing import decode_image  # noqa: E402
 
 Transform = Callable[[Image.Image], bytes]
@@ -82,9 +83,9 @@ def cifake_conditions(pipeline: DetectorPipeline, data: Path, count: int, seed: 
     rows = []
     for name, transform in CONDITIONS.items():
         files = originals if transform is None else [transform(image) for image in decoded]
-        probabilities = pipeline.probabilities(files)
+        probabilities, in_domain = pipeline.assess(files)
         predicted = probabilities.argmax(axis=1)
-        kept = answered(probabilities, pipeline.min_confidence)
+        kept = answered(probabilities, pipeline.min_confidence, in_domain)
         rows.append({"condition": name, "images": len(files), "accuracy": float((predicted == labels).mean()),
                      "real_recall": float((predicted[labels == 0] == 0).mean()),
                      "fake_recall": float((predicted[labels == 1] == 1).mean()),
@@ -134,7 +135,9 @@ def markdown(report: dict[str, Any]) -> str:
              f"Fixed sample of {report['cifake'][0]['images']} official test images (seed {report['seed']}), each "
              "changed as below, then decoded and aligned exactly as the server does. *Accuracy*: the forced binary "
              "answer. *As served*: right answers among all images, an UNCERTAIN answer counting as a miss "
-             f"(threshold {report['min_confidence']:.4f}); *answered*: the share not UNCERTAIN.", "",
+             f"(confidence threshold {report['min_confidence']:.4f}"
+             + (f", domain threshold {report['domain_threshold']:.4f}" if report.get("domain_threshold") is not None
+                else "") + "); *answered*: the share not UNCERTAIN.", "",
              "| condition | accuracy | Δ vs clean | REAL recall | FAKE recall | as served | Δ vs clean | answered |",
              "|---|---|---|---|---|---|---|---|"]
     served_clean = report["cifake"][0]["served_accuracy"]
@@ -173,10 +176,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    pipeline = DetectorPipeline.load(args.model)
+    pipeline = offline_pipeline(args.model, args.data)
     metadata = pipeline.metadata
     report = {"model_version": metadata.version, "align_size": metadata.align_size, "seed": args.seed,
-              "min_confidence": pipeline.min_confidence,
+              "min_confidence": pipeline.min_confidence, "domain_threshold": pipeline.domain_threshold,
               "cifake": cifake_conditions(pipeline, args.data, args.images, args.seed),
               "outside": outside_rows(pipeline, args.seed)}
     args.out.mkdir(parents=True, exist_ok=True)

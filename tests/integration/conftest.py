@@ -58,5 +58,8 @@ def check_schema(body: dict) -> None:
     assert abs(body["probabilities"]["REAL"] + body["probabilities"]["FAKE"] - 1.0) < 1e-5
     assert forced_label(body) == max(body["probabilities"], key=body["probabilities"].get)
     if body["label"] == UNCERTAIN:
-        assert body["abstained"]["reason"] == "low_confidence"
-        assert body["abstained"]["confidence"] < body["abstained"]["threshold"]
+        abstained = body["abstained"]
+        if abstained["reason"] == "out_of_domain":
+            assert abstained["domain_score"] == body["domain_score"] < abstained["threshold"]
+        else:
+            assert abstained["reason"] == "low_confidence" and abstained["confidence"] < abstained["threshold"]

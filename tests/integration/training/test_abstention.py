@@ -1,4 +1,4 @@
-"""Refitting a model folder's UNCERTAIN threshold on its own validation split."""
+"""Refitting a model folder's UNCERTAIN thresholds (domain gate and confidence) on its own validation split."""
 
 from __future__ import annotations
 
@@ -27,3 +27,10 @@ def test_refit_writes_the_threshold_and_its_validation_figures_and_nothing_else(
     assert all(getattr(after, key) == getattr(before, key) for key in unchanged)
     assert {k: v for k, v in after.metrics.items() if k != "abstention"} == \
         {k: v for k, v in before.metrics.items() if k != "abstention"}
+    gate = after.domain_gate   # the shipped model's gate, refitted on the same split
+    assert gate is not None and gate["keep_validation"] == fit["domain_keep"] == 0.99
+    assert fit["domain_threshold"] == gate["threshold"] and gate["split_seed"] == config["seed"]
+    abstention.main(["--model", str(model), "--data", str(cifake_dir), "--coverage", "0.9", "--domain-keep", "0"])
+    ungated = ModelMetadata.load(model)
+    assert ungated.domain_gate is None and "domain_threshold" not in ungated.metrics["abstention"]
+    assert ungated.min_confidence >= after.min_confidence   # the confidence gate alone answers 90 %

@@ -40,6 +40,7 @@ def model(tmp_path: Path) -> Path:
     for name in ("model.safetensors", "metadata.json", "config.json", "spectral.json", "reports/test_report.json",
                  "reports/robustness.md"):
         (folder / name).write_text(f"previous model's {name}")
+    ModelMetadata(version="previous, without a domain gate").save(folder)
     return folder
 
 

@@ -14,7 +14,7 @@ import torch
 from detector.answer import UNCERTAIN
 from detector.metadata import ModelMetadata
 from detector.preprocessing import DecodeLimits, InvalidImageError
-from detector.pipeline import (DetectorPipeline, HandlerSettings, PreparedBatch, answers, batch_metrics, decode_batch,
+from detector.pipeline import (DOMAIN_OFF, DetectorPipeline, HandlerSettings, PreparedBatch, answers, batch_metrics, decode_batch,
                                extract_image_bytes)
 from tests.conftest import MODEL_DIR, encode, photo
 
@@ -126,7 +126,7 @@ def test_handler_settings_reject_unknown_keys() -> None:
 
 
 def test_offline_probabilities_are_the_served_ones_and_refuse_an_undecodable_file() -> None:
-    pipeline = DetectorPipeline.load(MODEL_DIR)
+    pipeline = DetectorPipeline.load(MODEL_DIR, settings=HandlerSettings(domain_threshold=DOMAIN_OFF))
     files = [encode(photo(64, 48, seed), "JPEG") for seed in range(3)]
     prepared = pipeline.decode([{"body": data} for data in files])
     served = answers(pipeline.infer(prepared), prepared, pipeline.metadata, "eager", "1", 0.0)

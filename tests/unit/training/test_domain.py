@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from detector.domain import DomainGate, DomainGateSpec
 from detector.model import load_model
 from detector.preprocessing import load_aligned
 from tests.conftest import MODEL_DIR, encode, photo
 from training import domain
 from training.outside import answer_counts, risk_coverage
-
-
-def test_kth_similarity_reads_the_kth_nearest_reference() -> None:
-    reference = np.eye(4, dtype=np.float32)                       # four orthogonal unit vectors
-    query = np.array([[1.0, 0.0, 0.0, 0.0], [0.6, 0.8, 0.0, 0.0]], dtype=np.float32)
-    assert np.allclose(domain.kth_similarity(query, reference, k=1), [1.0, 0.8])
-    assert np.allclose(domain.kth_similarity(query, reference, k=2), [0.0, 0.6])
 
 
 def test_a_domain_gate_turns_answers_into_uncertain_and_ranks_the_risk_coverage_curve() -> None:
@@ -37,7 +32,10 @@ def test_scorer_ranks_against_validation_and_thresholds_keep_the_asked_share() -
         return np.stack([load_aligned(encode(photo(96, 96, seed), "PNG"), 32, "bicubic").transpose(2, 0, 1)
                          for seed in seeds])
 
-    scorer = domain.DomainScorer(model, metadata, pictures(range(0, 24)))
+    references = pictures(range(0, 24))
+    colour = lambda images: torch.nn.functional.normalize(torch.from_numpy(images).float().mean(dim=(2, 3)) + 1, dim=1).numpy()  # noqa: E731
+    gate = DomainGate(colour, colour(references), DomainGateSpec(neighbour=3))   # stands in for the ImageNet gate
+    scorer = domain.DomainScorer(model, metadata, references, gate)
     scorer.calibrate(pictures(range(100, 140)))
     for method in domain.METHODS:
         kept = (scorer.validation_scores[method] >= scorer.threshold(method, 0.75)).mean()

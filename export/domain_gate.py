@@ -1,0 +1,138 @@
+"""Build the domain gate's files for a model whose ``metadata.json`` asks for one, and prove them.
+
+    python -m export.domain_gate --model model --data ../shared/data/cifake --out build/artifacts
+
+The files are the extractor as ONNX (ImageNet EfficientNet-Lite0 behind the detector's alignment) and the
+reference features of a seeded sample of CIFAKE's training portion (float16). Both are build outputs: they
+depend only on the spec's extractor, side and sample, not on the detector's weights, so they are built once
+per spec into ``build/domain/`` and copied from there (into the artifacts by ``export.export``, and used by
+the threshold fit and the offline reports, so that every figure comes from the served files).
+
+Proof, on every build: the ONNX extractor must match the eager one on the reference images, and the
+stored threshold must keep the share of the validation split it was fitted to keep; otherwise the build
+fails loudly (a threshold fitted on other files, or an extractor that changed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from detector.backends import OnnxBackend
+from detector.data import CifakeSource, load_split
+from detector.domain import (EXTRACTOR_NAME, GATE_FILES, REFERENCE_NAME, DomainGate, DomainGateSpec,
+                             ImageNetFeatures, reference_samples, split_portions)
+from detector.metadata import ModelMetadata
+from detector.paths import REPO
+from detector.pipeline import DetectorPipeline
+from export.export import ParityError, export_onnx
+
+CACHE = REPO / "build" / "domain"
+FEATURE_TOLERANCE = 1e-3    # max |delta| of a unit-length feature, ONNX against eager
+KEEP_TOLERANCE = 0.005      # the threshold must keep its validation share within half a point
+
+
+def _cache_folder(metadata: ModelMetadata, spec: DomainGateSpec) -> Path:
+    key = json.dumps([spec.build_key(), metadata.input_size, metadata.downsample_filter, list(metadata.mean),
+                      list(metadata.std), metadata.interpolation])
+    return CACHE / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def build_files(metadata: ModelMetadata, spec: DomainGateSpec, data: Path, out_dir: Path) -> Path:
+    """Export the extractor, compute the reference features with it, check it against eager PyTorch."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    eager = ImageNetFeatures(metadata, spec)
+    export_onnx(eager, out_dir / EXTRACTOR_NAME, metadata.input_size, output_name="features")
+    source = CifakeSource(data, metadata.class_names)
+    references = load_split(source, reference_samples(source, spec), metadata.input_size, metadata.downsample_filter,
+                            "domain reference").images
+    gate = DomainGate(OnnxBackend(out_dir / EXTRACTOR_NAME, torch.device("cpu"), 0), np.zeros((0, 1)), spec)
+    features = gate.features(references)
+    with torch.inference_mode():
+        expected = eager(torch.from_numpy(references[:256])).numpy()
+    delta = float(np.abs(features[:256] - expected).max())
+    if delta > FEATURE_TOLERANCE:
+        raise ParityError(f"domain extractor: ONNX features differ from eager by {delta:.2e} (> {FEATURE_TOLERANCE})")
+    np.save(out_dir / REFERENCE_NAME, features.astype(np.float16))
+    print(f"[domain-gate] {spec.extractor} at {spec.align_size} px, {len(references)} reference images "
+          f"(ONNX vs eager max |d| {delta:.1e}) -> {out_dir}", file=sys.stderr, flush=True)
+    return out_dir
+
+
+def gate_folder(metadata: ModelMetadata, data: Path, spec: DomainGateSpec | None = None) -> Path:
+    """The folder holding the gate's files for ``spec`` (default: the metadata's), built on first use."""
+    spec = spec or DomainGateSpec.of(metadata)
+    if spec is None:
+        raise ValueError("this model has no domain gate (metadata.json domain_gate is null)")
+    folder = _cache_folder(metadata, spec)
+    if not all((folder / name).is_file() for name in GATE_FILES):
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=CACHE) as staging:   # no half-built folder is ever reused
+            build_files(metadata, spec, data, Path(staging))
+            shutil.rmtree(folder, ignore_errors=True)
+            Path(staging).rename(folder)
+    return folder
+
+
+def offline_gate(metadata: ModelMetadata, data: Path) -> DomainGate | None:
+    """The model's domain gate from the built files (None for a model without one): offline figures use the
+    very files the archives carry."""
+    spec = DomainGateSpec.of(metadata)
+    return None if spec is None else DomainGate.load(gate_folder(metadata, data), spec)
+
+
+def offline_pipeline(model_dir: Path, data: Path) -> DetectorPipeline:
+    """The served pipeline on a model folder's eager weights, with its domain gate where it has one: what the
+    offline reports run."""
+    metadata = ModelMetadata.load(model_dir)
+    return DetectorPipeline.load(model_dir, domain_files=gate_folder(metadata, data) if metadata.domain_gate else None)
+
+
+def validation_scores(gate: DomainGate, metadata: ModelMetadata, data: Path) -> np.ndarray:
+    """Domain scores of the whole validation split (what the threshold is fitted on)."""
+    source = CifakeSource(data, metadata.class_names)
+    validation = load_split(source, split_portions(source, gate.spec)[1], metadata.input_size,
+                            metadata.downsample_filter, "validation")
+    return gate.scores(validation.images)
+
+
+def copy_proven(metadata: ModelMetadata, data: Path, out_dir: Path) -> dict[str, float]:
+    """Put the gate's files in ``out_dir`` after checking that the metadata's threshold keeps the validation share
+    it was fitted to keep with these very files; returns the check's figures."""
+    spec = DomainGateSpec.of(metadata)
+    assert spec is not None
+    folder = gate_folder(metadata, data)
+    kept = float((validation_scores(DomainGate.load(folder, spec), metadata, data) >= spec.threshold).mean())
+    if abs(kept - spec.keep_validation) > KEEP_TOLERANCE:
+        raise ParityError(f"domain gate: the threshold {spec.threshold:.4f} keeps {kept:.2%} of validation with these "
+                          f"files, it was fitted to keep {spec.keep_validation:.2%}: refit it "
+                          "(python -m training.abstention --model MODEL)")
+    for name in GATE_FILES:
+        shutil.copy2(folder / name, out_dir / name)
+    print(f"[domain-gate] threshold {spec.threshold:.4f} keeps {kept:.2%} of validation "
+          f"(fitted: {spec.keep_validation:.2%})", file=sys.stderr, flush=True)
+    return {"validation_kept": kept, "fitted_keep": spec.keep_validation}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=Path("model"))
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/cifake"))
+    parser.add_argument("--out", type=Path, default=Path("build/artifacts"))
+    args = parser.parse_args(argv)
+    try:
+        copy_proven(ModelMetadata.load(args.model), args.data, args.out)
+    except ParityError as exc:
+        sys.exit(f"[domain-gate] FAILED: {exc}")
+
+
+if __name__ == "__main__":
+    main()

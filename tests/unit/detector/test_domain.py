@@ -1,0 +1,150 @@
+"""The domain gate without CIFAKE or EfficientNet: a tiny ONNX extractor (mean colour) stands in for the
+ImageNet features, so the served path (files in the model folder -> pipeline -> answers and metrics) runs
+as a worker runs it."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from detector.answer import UNCERTAIN, answer, answered, fit_min_confidence
+from detector.domain import EXTRACTOR_NAME, REFERENCE_NAME, DomainGate, DomainGateSpec, kth_similarity
+from detector.metadata import ModelMetadata
+from detector.model import WEIGHTS_FILENAME
+from detector.pipeline import DOMAIN_OFF, DetectorPipeline, HandlerSettings, batch_metrics
+from export.export import export_onnx
+from tests.conftest import MODEL_DIR, encode
+
+SPEC = DomainGateSpec(neighbour=2, threshold=0.9)
+
+
+class MeanColour(torch.nn.Module):
+    """uint8 (N,3,s,s) -> unit-length mean colour: reddish pictures are alike, blue ones are far from them."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(images.float().mean(dim=(2, 3)) + 1.0, dim=1)
+
+
+def plain(colour: tuple[int, int, int], side: int = 40) -> bytes:
+    from PIL import Image
+
+    return encode(Image.new("RGB", (side, side), colour), "PNG")
+
+
+@pytest.fixture(scope="module")
+def gated_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped weights with a colour gate whose references are reddish pictures."""
+    folder = tmp_path_factory.mktemp("gated")
+    shutil.copy2(MODEL_DIR / WEIGHTS_FILENAME, folder / WEIGHTS_FILENAME)
+    metadata = dataclasses.replace(ModelMetadata.load(MODEL_DIR), domain_gate=SPEC.to_dict())
+    metadata.save(folder)
+    export_onnx(MeanColour(), folder / EXTRACTOR_NAME, metadata.input_size, output_name="features")
+    reds = np.array([[200 + i, 40, 30] for i in range(5)], dtype=np.float32)
+    np.save(folder / REFERENCE_NAME, MeanColour()(torch.from_numpy(reds)[:, :, None, None]).numpy().astype(np.float16))
+    return folder
+
+
+def test_kth_similarity_reads_the_kth_nearest_reference() -> None:
+    reference = np.eye(4, dtype=np.float32)                       # four orthogonal unit vectors
+    query = np.array([[1.0, 0.0, 0.0, 0.0], [0.6, 0.8, 0.0, 0.0]], dtype=np.float32)
+    assert np.allclose(kth_similarity(query, reference, k=1), [1.0, 0.8])
+    assert np.allclose(kth_similarity(query, reference, k=2), [0.0, 0.6])
+
+
+def test_spec_round_trips_and_refuses_unknown_keys() -> None:
+    assert DomainGateSpec.from_dict(SPEC.to_dict()) == SPEC
+    assert DomainGateSpec.of(ModelMetadata()) is None
+    with pytest.raises(ValueError, match="unknown domain_gate keys"):
+        DomainGateSpec.from_dict({**SPEC.to_dict(), "radius": 3})
+    assert SPEC.build_key() == dataclasses.replace(SPEC, threshold=0.1, keep_validation=0.5).build_key()
+
+
+def test_out_of_domain_comes_first_and_keeps_the_leaning_class() -> None:
+    confident = np.array([0.02, 0.98])
+    given = answer(confident, ("REAL", "FAKE"), 0.8, domain_score=0.3, domain_threshold=0.5)
+    assert given["label"] == UNCERTAIN
+    assert given["abstained"] == {"reason": "out_of_domain", "domain_score": 0.3, "threshold": 0.5,
+                                  "confidence": 0.98, "leaning": "FAKE"}
+    assert answer(confident, ("REAL", "FAKE"), 0.8, domain_score=0.6, domain_threshold=0.5) == {"label": "FAKE"}
+    unsure = answer(np.array([0.4, 0.6]), ("REAL", "FAKE"), 0.8, domain_score=0.6, domain_threshold=0.5)
+    assert unsure["abstained"]["reason"] == "low_confidence"
+
+
+def test_confidence_threshold_is_fitted_on_what_the_gate_lets_through() -> None:
+    probabilities = np.stack([np.linspace(0.55, 1.0, 10), 1 - np.linspace(0.55, 1.0, 10)], axis=1)
+    in_domain = np.ones(10, dtype=bool)
+    in_domain[-1] = False                                     # the most confident one is out of domain
+    threshold = fit_min_confidence(probabilities, 0.8, in_domain)
+    assert answered(probabilities, threshold, in_domain).mean() == 0.8
+    assert fit_min_confidence(probabilities, 0.8) > threshold
+    in_domain[:3] = False                                      # the gate alone turns away 40 %
+    assert fit_min_confidence(probabilities, 0.8, in_domain) == 0.0
+
+
+def test_settings_read_the_domain_threshold() -> None:
+    metadata = ModelMetadata(domain_gate=SPEC.to_dict())
+    assert HandlerSettings.from_yaml({}).out_of_domain_below(metadata) == 0.9
+    assert HandlerSettings.from_yaml({"domain_threshold": 0.4}).out_of_domain_below(metadata) == 0.4
+    assert HandlerSettings.from_yaml({"domain_threshold": "off"}).out_of_domain_below(metadata) is None
+    assert HandlerSettings.from_yaml({"domain_threshold": False}).out_of_domain_below(metadata) is None
+    assert HandlerSettings.from_yaml({}).out_of_domain_below(ModelMetadata()) is None     # a model without a gate
+    for bad in (1.5, "strict", True):
+        with pytest.raises(ValueError, match="domain_threshold"):
+            HandlerSettings.from_yaml({"domain_threshold": bad})
+
+
+def test_a_gated_pipeline_answers_out_of_domain_pictures_uncertain(gated_model: Path) -> None:
+    pipeline = DetectorPipeline.load(gated_model)
+    result = pipeline.run([{"body": plain((210, 45, 35))}, {"body": plain((20, 40, 230))}, {"body": b"junk"}])
+    red, blue, junk = result.responses
+    assert red["domain_score"] >= 0.9 and red.get("abstained", {}).get("reason") != "out_of_domain"
+    assert blue["label"] == UNCERTAIN and blue["abstained"]["reason"] == "out_of_domain"
+    assert blue["abstained"]["domain_score"] == blue["domain_score"] < 0.9
+    assert "domain_score" not in junk and junk["code"] == 415
+    samples = {(m.name, m.dimensions): m.value for m in result.metrics}
+    assert samples[("Abstentions", (("Reason", "out_of_domain"),))] >= 1
+    assert ("DomainGateMs", ()) in samples and result.domain_ms is not None
+    probabilities, in_domain = pipeline.assess([plain((210, 45, 35)), plain((20, 40, 230), side=1024)])
+    assert in_domain.tolist() == [True, False] and probabilities.shape == (2, 2)
+
+
+def test_the_decision_ignores_the_file_size(gated_model: Path) -> None:
+    pipeline = DetectorPipeline.load(gated_model)
+    scores = [pipeline.run([{"body": plain((20, 40, 230), side)}]).responses[0]["domain_score"] for side in (32, 1024)]
+    assert scores[0] == pytest.approx(scores[1], abs=1e-6)
+
+
+def test_the_gate_can_be_turned_off_and_then_costs_nothing(gated_model: Path) -> None:
+    pipeline = DetectorPipeline.load(gated_model, settings=HandlerSettings(domain_threshold=DOMAIN_OFF))
+    result = pipeline.run([{"body": plain((20, 40, 230))}])
+    assert pipeline.domain is None and result.domain_ms is None and "domain_score" not in result.responses[0]
+    assert result.responses[0].get("abstained", {}).get("reason") != "out_of_domain"
+    assert pipeline.assess([plain((20, 40, 230))])[1] is None
+
+
+def test_a_gated_model_without_its_files_refuses_to_load(gated_model: Path, tmp_path: Path) -> None:
+    for name in (WEIGHTS_FILENAME, "metadata.json"):
+        shutil.copy2(gated_model / name, tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="domain_extractor.onnx"):
+        DetectorPipeline.load(tmp_path)
+
+
+def test_gate_scores_batches_as_one(gated_model: Path) -> None:
+    gate = DomainGate.load(gated_model, SPEC)
+    images = np.random.default_rng(0).integers(0, 256, (9, 3, 32, 32), dtype=np.uint8)
+    assert np.allclose(gate.scores(images), np.concatenate([gate.scores(images[:4]), gate.scores(images[4:])]))
+    assert gate.scores(images[:0]).shape == (0,)
+
+
+def test_no_gate_metrics_without_a_gate() -> None:
+    from detector.pipeline import PreparedBatch
+
+    prepared = PreparedBatch(images=np.zeros((1, 3, 32, 32), np.uint8), positions=[0])
+    names = {m.name for m in batch_metrics(prepared, [{"label": "REAL"}], 1.0, 2.0)}
+    assert "DomainGateMs" not in names and "Abstentions" not in names
