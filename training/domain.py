@@ -43,7 +43,7 @@ from detector.data import CifakeSource, choose_samples, load_split  # noqa: E402
 from detector.hardware import cpu_info  # noqa: E402
 from detector.metadata import ModelMetadata  # noqa: E402
 from detector.model import AlignedClassifier, calibrated_probabilities  # noqa: E402
-from detector.pipeline import DetectorPipeline  # noqa: E402
+from detector.pipeline import DOMAIN_OFF, DetectorPipeline, HandlerSettings  # noqa: E402
 from export.domain_gate import gate_folder  # noqa: E402
 from training.config import TrainConfig, load_file, merge  # noqa: E402
 from training.metrics import roc_curve  # noqa: E402
@@ -130,7 +130,8 @@ def roc_auc_in_vs_out(inside: np.ndarray, outside: np.ndarray) -> float:
 def evaluate(model_dir: Path, data: Path, outside: Path, reference_images: int, validation_images: int,
              test_images: int, keep: float, seed: int,
              imagenet_align: int | None) -> tuple[dict[str, Any], dict[str, Scored]]:
-    pipeline = DetectorPipeline.load(model_dir)   # without an artifact: the eager weights, scored here too
+    # without an artifact: the eager weights, scored here too; the served gate is one of the scores compared
+    pipeline = DetectorPipeline.load(model_dir, settings=HandlerSettings(domain_threshold=DOMAIN_OFF))
     model, metadata = pipeline.backend.model, pipeline.metadata
     config = replace(merge(TrainConfig(), load_file(model_dir / "config.json")), data=str(data))
     source = CifakeSource(data, metadata.class_names)

@@ -68,7 +68,8 @@ def test_shipped_model_abstains_on_few_test_images_and_is_right_on_the_others(sa
     in_domain = None if gate is None else gate.scores(loaded.images) >= gate.spec.threshold
     served = selective_figures(probabilities, loaded.labels, metadata.min_confidence, in_domain)
     print(f"as served: {served['coverage']:.2%} answered, {served['accuracy_answered']:.2%} of them right")
-    assert served["coverage"] >= 0.97 and served["accuracy_answered"] >= 0.988
+    # 0.4.2 on the full split: 97.52 % answered, 98.96 % right (0.4.1 without the domain gate: 99.20 %)
+    assert served["coverage"] >= 0.97 and served["accuracy_answered"] >= 0.985
 
 
 @pytest.fixture(scope="module")

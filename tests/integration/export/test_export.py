@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import onnx
 import pytest
 import torch
 
+from detector.domain import GATE_FILES
 from detector.metadata import ModelMetadata
+from export.domain_gate import copy_proven
 from detector.model import AlignedClassifier
 from export.archive import build_archives
 from detector.selfcheck import SELFCHECK_FILENAME
@@ -26,11 +29,14 @@ def exported(cifake_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 def test_export_writes_both_artifacts_with_metadata_and_parity_report(exported: Path) -> None:
     report = json.loads((exported / "parity.json").read_text())
+    gate = report.pop("domain_gate")      # the shipped model has a domain gate: its files are proven and packed
     assert set(report) == {"torchscript", "onnx", "onnx_int8"}
     for name in ("torchscript", "onnx"):
         assert report[name]["max_abs_delta_probability"] <= 1e-3 and report[name]["images"] == 64
     assert (exported / "ai_detector_int8.onnx").exists() and ModelMetadata.load(exported) == ModelMetadata.load(MODEL_DIR)
     assert all(row["cpu"]["cores"] >= 1 for row in report.values())   # int8 figures depend on the CPU: named
+    assert abs(gate["validation_kept"] - gate["fitted_keep"]) <= 0.005
+    assert all((exported / name).stat().st_size > 0 for name in GATE_FILES)
     assert (exported / SELFCHECK_FILENAME).exists()
 
 
@@ -46,6 +52,15 @@ def test_onnx_has_a_dynamic_batch_axis(exported: Path) -> None:
     graph_input = onnx.load(str(exported / "ai_detector.onnx")).graph.input[0]
     dims = graph_input.type.tensor_type.shape.dim
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [3, 32, 32]
+
+
+def test_export_refuses_a_domain_threshold_fitted_on_other_files(cifake_dir: Path, tmp_path: Path) -> None:
+    metadata = ModelMetadata.load(MODEL_DIR)
+    shifted = dataclasses.replace(metadata, domain_gate={**metadata.domain_gate,
+                                                         "threshold": metadata.domain_gate["threshold"] + 0.05})
+    with pytest.raises(ParityError, match="refit it"):
+        copy_proven(shifted, cifake_dir, tmp_path)
+    assert not list(tmp_path.iterdir())   # nothing copied
 
 
 def test_parity_check_fails_loudly_on_a_different_model(cifake_dir: Path, tmp_path: Path) -> None:

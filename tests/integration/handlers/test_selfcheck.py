@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from detector.domain import GATE_FILES
 from detector.metadata import METADATA_FILENAME, ModelMetadata
 from detector.model import WEIGHTS_FILENAME, AlignedClassifier, load_model, predict_logits
 from export.export import INT8_NAME, export_torchscript
@@ -30,7 +31,7 @@ def test_the_shipped_int8_artifact_passes_on_this_cpu(artifacts_dir: Path) -> No
 
 def test_a_disagreeing_artifact_is_replaced_by_the_eager_fp32_weights(artifacts_dir: Path, tmp_path: Path,
                                                                       cifake_images, caplog) -> None:
-    for name in (METADATA_FILENAME, WEIGHTS_FILENAME, SELFCHECK_FILENAME):
+    for name in (METADATA_FILENAME, WEIGHTS_FILENAME, SELFCHECK_FILENAME, *GATE_FILES):
         shutil.copy2(artifacts_dir / name, tmp_path / name)
     torch.manual_seed(1)   # same architecture, untrained weights: what badly saturating kernels look like
     export_torchscript(AlignedClassifier(ModelMetadata.load(MODEL_DIR)), tmp_path / "broken.pt")
