@@ -290,10 +290,10 @@ class DetectorPipeline:
         self.model_version = model_version
         self.device = device
         self.min_confidence = settings.abstain_below(metadata)
-        self.domain_threshold = settings.out_of_domain_below(metadata)
-        spec = DomainGateSpec.of(metadata)
-        self.domain = (None if self.domain_threshold is None or spec is None else
-                       DomainGate.load(domain_files or self.model_dir, spec, device, settings.threads))
+        self.domain_threshold = settings.out_of_domain_below(metadata)   # None: no gate, so nothing to load
+        self.domain = (None if self.domain_threshold is None else
+                       DomainGate.load(domain_files or self.model_dir, DomainGateSpec.of(metadata), device,
+                                       settings.threads))
         has_spectral = (self.model_dir / SPECTRAL_FILENAME).exists()   # optional: models fitted without one
         self.spectral = SpectralScore.load(self.model_dir) if has_spectral else None
         self._explainer: AlignedClassifier | None = None
@@ -388,7 +388,7 @@ class DetectorPipeline:
                 scores.append(self.domain.scores(images))
         stacked = np.concatenate(logits) if logits else np.empty((0, len(self.metadata.class_names)), np.float32)
         probabilities = calibrated_probabilities(torch.from_numpy(stacked), self.metadata.temperature).numpy()
-        if not gate or self.domain is None or self.domain_threshold is None:
+        if not gate or self.domain is None:
             return probabilities, None
         return probabilities, (np.concatenate(scores) if scores else np.empty(0)) >= self.domain_threshold
 
