@@ -89,8 +89,9 @@ def select_device(gpu_id: int | None) -> torch.device:
     return torch.device("cpu")
 
 
-def backend_logits(backend: Backend, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """Logits for many aligned images, ``batch_size`` at a time (offline checks of a served artifact)."""
+def batched_outputs(backend: Backend, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """A backend's outputs (logits, or a domain extractor's features) for many aligned images, ``batch_size``
+    at a time: offline checks of a served artifact."""
     return np.concatenate([backend(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detector.backbones import load_imagenet_weights
-from detector.backends import OnnxBackend
+from detector.backends import OnnxBackend, batched_outputs
 from detector.data import CifakeSource, Sample, choose_samples, stratified_split
 from detector.metadata import ModelMetadata
 from detector.model import AlignedClassifier
@@ -126,8 +126,7 @@ class DomainGate:
     def features(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         if not len(images):
             return np.empty((0, self.reference.shape[1]), np.float32)
-        return np.concatenate([self.extractor(np.ascontiguousarray(images[i:i + batch_size]))
-                               for i in range(0, len(images), batch_size)]).astype(np.float32)
+        return batched_outputs(self.extractor, images, batch_size).astype(np.float32)
 
     def scores(self, images: np.ndarray) -> np.ndarray:
         """Domain score per aligned uint8 image: similarity to its k-th nearest reference."""

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detector.backends import OnnxBackend
+from detector.backends import OnnxBackend, batched_outputs
 from detector.data import CifakeSource, load_split
 from detector.domain import (EXTRACTOR_NAME, GATE_FILES, REFERENCE_NAME, DomainGate, DomainGateSpec,
                              ImageNetFeatures, reference_samples, split_portions)
@@ -54,8 +54,7 @@ def build_files(metadata: ModelMetadata, spec: DomainGateSpec, data: Path, out_d
     source = CifakeSource(data, metadata.class_names)
     references = load_split(source, reference_samples(source, spec), metadata.input_size, metadata.downsample_filter,
                             "domain reference").images
-    gate = DomainGate(OnnxBackend(out_dir / EXTRACTOR_NAME, torch.device("cpu"), 0), np.zeros((0, 1)), spec)
-    features = gate.features(references)
+    features = batched_outputs(OnnxBackend(out_dir / EXTRACTOR_NAME, torch.device("cpu"), 0), references, 256)
     with torch.inference_mode():
         expected = eager(torch.from_numpy(references[:256])).numpy()
     delta = float(np.abs(features[:256] - expected).max())

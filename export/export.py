@@ -32,7 +32,7 @@ from detector.model import WEIGHTS_FILENAME, AlignedClassifier, calibrated_proba
 from detector.spectral import SPECTRAL_FILENAME
 from detector.selfcheck import (MAX_MEAN_ABS_DELTA, MIN_LABEL_AGREEMENT, SelfCheck, probability_agreement,
                                 within_quantisation_tolerance)
-from detector.backends import backend_logits, load_backend
+from detector.backends import batched_outputs, load_backend
 
 TORCHSCRIPT_NAME = "ai_detector.pt"
 ONNX_NAME = "ai_detector.onnx"
@@ -99,7 +99,7 @@ def check_parity(model_dir: Path, artifacts: dict[str, Path], images: np.ndarray
     results, failures = {}, {}
     for name, artifact in artifacts.items():
         backend = load_backend(artifact, torch.device("cpu"), torch.get_num_threads())
-        logits = backend_logits(backend, images, batch_size)
+        logits = batched_outputs(backend, images, batch_size)
         probabilities = calibrated_probabilities(torch.from_numpy(logits), temperature).numpy()
         agreement = probability_agreement(eager, probabilities)
         approximate = name in quantised

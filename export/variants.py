@@ -27,7 +27,7 @@ import torch
 from detector.hardware import cpu_info, cpu_line
 from detector.model import load_model
 from export.export import INT8_NAME, ONNX_NAME, TORCHSCRIPT_NAME, calibration_images, export_int8, export_torchscript, parity_images
-from detector.backends import backend_logits, load_backend
+from detector.backends import batched_outputs, load_backend
 
 BF16_NAME = "ai_detector_bf16.pt"
 VARIANTS_NAME = "variants.json"
@@ -58,7 +58,7 @@ def build_variants(model_dir: Path, artifacts: Path, data: Path, images: int | N
     report: dict[str, dict] = {"cpu": cpu_info()}
     for name in names:
         backend = load_backend(artifacts / name, torch.device("cpu"), torch.get_num_threads())
-        predictions[name] = backend_logits(backend, test_images, 64).argmax(1)
+        predictions[name] = batched_outputs(backend, test_images, 64).argmax(1)
         report[name] = {"accuracy": float((predictions[name] == labels).mean()), "images": len(labels),
                         "megabytes": round((artifacts / name).stat().st_size / 2**20, 1)}
         print(f"[variants] {name}: {report[name]} on {cpu_line(report['cpu'])}", file=sys.stderr, flush=True)

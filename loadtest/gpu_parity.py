@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detector.backends import Backend, TorchScriptBackend, backend_logits
+from detector.backends import Backend, TorchScriptBackend, batched_outputs
 from detector.metadata import ModelMetadata
 from detector.model import calibrated_probabilities
 from detector.paths import REPO
@@ -27,7 +27,7 @@ from export.export import TORCHSCRIPT_NAME, parity_images
 
 def probabilities(backend: Backend, images: np.ndarray, temperature: float, batch_size: int = 256) -> np.ndarray:
     """Calibrated probabilities, batch by batch, as the handler computes them."""
-    return calibrated_probabilities(torch.from_numpy(backend_logits(backend, images, batch_size)), temperature).numpy()
+    return calibrated_probabilities(torch.from_numpy(batched_outputs(backend, images, batch_size)), temperature).numpy()
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> dict[str, float]:

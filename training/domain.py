@@ -24,8 +24,6 @@ together), and risk–coverage over all of them. Writes domain_report.json, doma
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,6 +48,7 @@ from training.metrics import roc_curve  # noqa: E402
 from training.outside import answer_counts, read_outside_folder, risk_coverage  # noqa: E402
 from training.robustness import outside_photos  # noqa: E402
 from training.train import training_and_validation  # noqa: E402
+from training.report_cli import report_parser, write_report  # noqa: E402
 
 METHODS = ("confidence", "energy", "knn_detector", "knn_imagenet", "ensemble")
 NATIVE_BF16 = bool({"AVX-512 BF16", "AMX-BF16"} & set(cpu_info()["isa"]))
@@ -227,10 +226,7 @@ def plot(report: dict[str, Any], sets: dict[str, Scored], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=Path("model"))
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/cifake"))
-    parser.add_argument("--outside", type=Path, default=Path("../shared/data/outside"))
+    parser = report_parser(__doc__, outside=True)
     parser.add_argument("--reference-images", type=int, default=4000)
     parser.add_argument("--validation-images", type=int, default=2000)
     parser.add_argument("--test-images", type=int, default=2000)
@@ -238,15 +234,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--imagenet-align", type=int, default=None,
                         help="side EfficientNet-Lite0 sees (default: the served gate's, metadata.json domain_gate)")
     parser.add_argument("--seed", type=int, default=2024)
-    parser.add_argument("--out", type=Path, default=Path("model/reports"))
     args = parser.parse_args(argv)
     report, sets = evaluate(args.model, args.data, args.outside, args.reference_images, args.validation_images,
                             args.test_images, args.keep, args.seed, args.imagenet_align)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "domain_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "domain_report.md").write_text(markdown(report))
+    write_report(args.out, "domain_report", report, markdown(report))
     plot(report, sets, args.out / "domain.png")
-    print(markdown(report))
 
 
 if __name__ == "__main__":

@@ -8,9 +8,6 @@ test images that are byte-identical to a training image removed (378 in CIFAKE).
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from detector.metadata import ModelMetadata  # noqa: E402
 from detector.model import calibrated_probabilities, load_model, predict_logits  # noqa: E402
 from export.domain_gate import offline_gate  # noqa: E402
 from training.metrics import classification_report, roc_curve  # noqa: E402
+from training.report_cli import report_parser, write_report  # noqa: E402
 
 
 def train_duplicate_mask(source: CifakeSource, split: LoadedSplit) -> np.ndarray | None:
@@ -144,22 +142,14 @@ def plot(report: dict[str, Any], logits: torch.Tensor, labels: np.ndarray, metad
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=Path("model"))
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/cifake"))
+    parser = report_parser(__doc__)
     parser.add_argument("--split", default="test", choices=("train", "test"))
-    parser.add_argument("--out", type=Path, default=Path("model/reports"))
     parser.add_argument("--limit", type=int, help="evaluate a seeded random sample of this many images")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"))
     args = parser.parse_args(argv)
     report, logits, loaded = evaluate(args.model, args.data, args.split, args.limit, precision=args.precision)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{args.split}_report"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(report))
+    write_report(args.out, f"{args.split}_report", report, markdown(report))
     plot(report, logits, loaded.labels, ModelMetadata.load(args.model), args.out)
-    print(markdown(report))
-    print(f"[evaluate] wrote {args.out}/{stem}.json, {stem}.md and plots", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,7 @@ Evaluation only: nothing here is fitted on these images.
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from detector.data import CifakeSource, choose_samples  # noqa: E402
 from export.domain_gate import offline_pipeline  # noqa: E402
 from training.metrics import roc_curve  # noqa: E402
 from training.robustness import outside_photos  # noqa: E402
+from training.report_cli import report_parser, write_report  # noqa: E402
 
 CLASS_FOLDERS = {"real": "REAL", "generated": "FAKE"}   # evaluation folder name -> the label a right answer has
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -219,22 +218,13 @@ def plot(report: dict[str, Any], curves: Curves, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=Path("model"))
-    parser.add_argument("--outside", type=Path, default=Path("../shared/data/outside"))
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/cifake"),
-                        help="CIFAKE: a reference sample of its test split, and the domain gate's reference images")
+    parser = report_parser(__doc__, outside=True)   # --data: a reference sample of CIFAKE's test split
     parser.add_argument("--cifake-images", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=2024)
-    parser.add_argument("--out", type=Path, default=Path("model/reports"))
     args = parser.parse_args(argv)
     report, curves = evaluate(args.model, args.outside, args.data, args.cifake_images, args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
+    write_report(args.out, "outside_report", report, markdown(report))
     plot(report, curves, args.out / "outside.png")
-    (args.out / "outside_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "outside_report.md").write_text(markdown(report))
-    print(markdown(report))
-    print(f"[outside] wrote {args.out}/outside_report.json, outside_report.md and outside.png", file=sys.stderr)
 
 
 if __name__ == "__main__":

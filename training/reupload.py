@@ -11,7 +11,8 @@ network's input exactly as the server does (``detector.preprocessing.align_image
 share of its images for one of their copies (``reupload_probability``, ``reupload_bank``).
 
 Encoding large images is slow, so the copies are made once, in parallel (``--workers``), and stored as
-uint8 arrays keyed by image (``keys``): a GPU run then pays nothing for them. Each image's copies are
+uint8 arrays keyed by image (``keys``): a GPU run then pays nothing for them. A run whose ``reupload_bank``
+does not exist yet builds it first (one copy of each of its training images). Each image's copies are
 drawn from its own seeded generator, so the bank is the same whatever the number of workers.
 """
 
@@ -91,6 +92,17 @@ def save_bank(path: Path, keys: list[str], bank: np.ndarray, settings: dict) -> 
     np.savez(path, keys=np.array(keys), copies=bank, settings=np.array(json.dumps(settings)))
 
 
+def write_bank(path: Path, source: CifakeSource, samples: list[Sample], copies: int, seed: int, workers: int,
+               metadata: ModelMetadata = ModelMetadata()) -> None:
+    """Build the bank of ``samples`` (``build_bank``) and save it at ``path`` with the settings it was made with."""
+    bank = build_bank(source, samples, copies, seed, workers, metadata)
+    settings = {"copies": copies, "seed": seed, "input_size": metadata.input_size,
+                "downsample_filter": metadata.downsample_filter}
+    save_bank(path, [s.key for s in samples], bank, settings)
+    print(f"[reupload] wrote {path}: {len(samples)} images x {copies} copies ({bank.nbytes / 1e6:.0f} MB)",
+          file=sys.stderr)
+
+
 def load_bank(path: Path, samples: list[Sample], metadata: ModelMetadata) -> np.ndarray:
     """The copies of ``samples``, in their order; fails if the bank lacks one or was aligned differently."""
     with np.load(path) as stored:
@@ -118,13 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     metadata = ModelMetadata()
     source = CifakeSource(args.data, metadata.class_names)
-    samples = source.split(args.split)[:args.limit]
-    bank = build_bank(source, samples, args.copies, args.seed, args.workers, metadata)
-    settings = {"copies": args.copies, "seed": args.seed, "split": args.split, "input_size": metadata.input_size,
-                "downsample_filter": metadata.downsample_filter}
-    save_bank(args.out, [s.key for s in samples], bank, settings)
-    print(f"[reupload] wrote {args.out}: {len(samples)} images x {args.copies} copies ({bank.nbytes / 1e6:.0f} MB)",
-          file=sys.stderr)
+    write_bank(args.out, source, source.split(args.split)[:args.limit], args.copies, args.seed, args.workers, metadata)
 
 
 if __name__ == "__main__":

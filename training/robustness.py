@@ -13,9 +13,7 @@ Writes robustness.json, robustness.md and robustness.png.
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +32,7 @@ from detector.data import CifakeSource, choose_samples  # noqa: E402
 from detector.pipeline import DetectorPipeline  # noqa: E402
 from export.domain_gate import offline_pipeline  # noqa: E402
 from detector.preprocessing import decode_image  # noqa: E402
+from training.report_cli import report_parser, write_report  # noqa: E402
 
 Transform = Callable[[Image.Image], bytes]
 
@@ -52,22 +51,23 @@ def _jpeg(quality: int) -> Transform:
     return lambda image: _encode(image, "JPEG", quality=quality)
 
 
-def _upscaled_jpeg(side: int) -> Transform:
-    return lambda image: _encode(image.resize((side, side), Image.Resampling.BICUBIC), "JPEG", quality=90)
+def _upscaled_jpeg(side: int, resample: Image.Resampling = Image.Resampling.BICUBIC) -> Transform:
+    return lambda image: _encode(image.resize((side, side), resample), "JPEG", quality=90)
 
 
 def _blurred(radius: float) -> Transform:
     return lambda image: _encode(image.filter(ImageFilter.GaussianBlur(radius)), "PNG")
 
 
+UPLOAD_SIDES = (256, 512, 1024, 2048)   # the sides a user's larger copy of a picture is tried at
 CONDITIONS: dict[str, Transform | None] = {
     "clean (original file)": None,
     "JPEG quality 90": _jpeg(90),
     "JPEG quality 75": _jpeg(75),
     "JPEG quality 50": _jpeg(50),
-    "upscaled to 256 px, JPEG 90": _upscaled_jpeg(256),
-    "upscaled to 512 px, JPEG 90": _upscaled_jpeg(512),
-    "upscaled to 1024 px, JPEG 90": _upscaled_jpeg(1024),
+    **{f"upscaled to {side} px, JPEG 90": _upscaled_jpeg(side) for side in UPLOAD_SIDES},   # bicubic
+    **{f"upscaled to {side} px (Lanczos), JPEG 90": _upscaled_jpeg(side, Image.Resampling.LANCZOS)
+       for side in UPLOAD_SIDES},
     "Gaussian blur σ=0.5 px": _blurred(0.5),
     "Gaussian blur σ=1 px": _blurred(1.0),
 }
@@ -166,13 +166,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=Path("model"))
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/cifake"))
+    parser = report_parser(__doc__)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=Path("model/reports"))
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -182,11 +179,8 @@ def main(argv: list[str] | None = None) -> None:
               "min_confidence": pipeline.min_confidence, "domain_threshold": pipeline.domain_threshold,
               "cifake": cifake_conditions(pipeline, args.data, args.images, args.seed),
               "outside": outside_rows(pipeline, args.seed)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "robustness.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "robustness.md").write_text(markdown(report))
+    write_report(args.out, "robustness", report, markdown(report))
     plot(report, args.out / "robustness.png")
-    print(markdown(report))
 
 
 if __name__ == "__main__":

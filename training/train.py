@@ -35,7 +35,7 @@ from detector.model import (WEIGHTS_FILENAME, AlignedClassifier, autocast_dtype,
 from training.augment import AugmentSettings, augment
 from training.config import TrainConfig, resolve, to_json
 from training.metrics import classification_report, fit_abstention, fit_temperature
-from training.reupload import load_bank
+from training.reupload import load_bank, write_bank
 
 CHECKPOINT_NAME = "last.pt"
 
@@ -144,7 +144,7 @@ def load_data(config: TrainConfig, metadata: ModelMetadata, device: torch.device
     train_data = load_split(source, train_samples, metadata.input_size, metadata.downsample_filter, "train")
     val_data = load_split(source, val_samples, metadata.input_size, metadata.downsample_filter, "validation")
     train_images = torch.from_numpy(train_data.images).to(device)
-    reuploads = load_reuploads(config, train_samples, metadata, device)
+    reuploads = load_reuploads(config, source, train_samples, metadata, device)
     return TrainingData(train_images, torch.from_numpy(train_data.labels).to(device), reuploads,
                         torch.from_numpy(val_data.images), val_data.labels, dataset_sha256(train_data, val_data))
 
@@ -323,14 +323,20 @@ def epoch_order(generator: torch.Generator, train_count: int, images: int, order
     return torch.randperm(train_count, generator=generator)[:images]
 
 
-def load_reuploads(config: TrainConfig, train_samples: list[Sample], metadata: ModelMetadata,
+def load_reuploads(config: TrainConfig, source: CifakeSource, train_samples: list[Sample], metadata: ModelMetadata,
                    device: torch.device) -> torch.Tensor | None:
     """The training images' re-uploaded copies (training.reupload) when the run swaps some in, else None."""
     if not config.reupload_probability:
         return None
     if not config.reupload_bank:
-        raise ValueError("reupload_probability needs reupload_bank: build one with python -m training.reupload")
-    copies = torch.from_numpy(load_bank(Path(config.reupload_bank), train_samples, metadata)).to(device)
+        raise ValueError("reupload_probability needs reupload_bank: a path (built on first use) or a bank "
+                         "made by python -m training.reupload")
+    bank = Path(config.reupload_bank)
+    if not bank.exists():
+        log(f"[data] no re-upload bank at {bank}: building one copy of each training image (slow, once)")
+        write_bank(bank, source, train_samples, copies=1, seed=config.seed, workers=os.cpu_count() or 1,
+                   metadata=metadata)
+    copies = torch.from_numpy(load_bank(bank, train_samples, metadata)).to(device)
     log(f"[data] {copies.shape[1]} re-uploaded copies per training image from {config.reupload_bank}, "
         f"swapped in for {config.reupload_probability:.0%} of the images")
     return copies

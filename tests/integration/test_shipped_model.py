@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from detector.answer import answered, selective_figures
-from detector.backends import backend_logits, load_backend
+from detector.backends import batched_outputs, load_backend
 from detector.data import CifakeSource, choose_samples, load_split
 from detector.hardware import cpu_line
 from detector.metadata import ModelMetadata
@@ -53,7 +53,7 @@ def test_shipped_int8_variant_loses_at_most_0_2_points(sample, artifacts_dir: Pa
     loaded, predictions, _ = sample
     fp32 = float((predictions == loaded.labels).mean())
     backend = load_backend(artifacts_dir / INT8_NAME, torch.device("cpu"), torch.get_num_threads())
-    logits = backend_logits(backend, loaded.images, 100)
+    logits = batched_outputs(backend, loaded.images, 100)
     int8 = float((logits.argmax(1) == loaded.labels).mean())
     agreement = float((logits.argmax(1) == predictions).mean())
     print(f"int8: {int8:.2%}, fp32: {fp32:.2%}, label agreement {agreement:.2%} on {SAMPLE_SIZE} official test "

@@ -107,22 +107,20 @@ def test_tiny_training_run_writes_a_servable_checkpoint_and_resumes(cifake_dir: 
         assert (tmp_path / "reports" / plot).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_training_swaps_in_re_uploaded_copies_from_a_bank_that_covers_its_images(cifake_dir: Path, tmp_path: Path,
-                                                                                  capsys) -> None:
+def test_training_swaps_in_re_uploaded_copies_from_a_bank_it_builds_on_first_use(cifake_dir: Path, tmp_path: Path,
+                                                                                 capsys) -> None:
     bank = tmp_path / "bank.npz"
     config, _ = resolve(["--data", str(cifake_dir), "--output", str(tmp_path / "run"), *TINY,
                          "--reupload-probability", "0.5"])
     with pytest.raises(ValueError, match="needs reupload_bank"):
         train(config)
-    source = CifakeSource(cifake_dir)
-    train_samples, _ = training_and_validation(source, config)
-    reupload.save_bank(bank, [s.key for s in train_samples],
-                       reupload.build_bank(source, train_samples, copies=1, seed=0, workers=2),
-                       {"input_size": 32, "downsample_filter": "bicubic"})
     config, _ = resolve(["--data", str(cifake_dir), "--output", str(tmp_path / "run"), *TINY,
                          "--reupload-probability", "0.5", "--reupload-bank", str(bank)])
     train(config)
-    assert "1 re-uploaded copies per training image" in capsys.readouterr().err
+    log = capsys.readouterr().err
+    assert "no re-upload bank at" in log and "1 re-uploaded copies per training image" in log
+    train_samples, _ = training_and_validation(CifakeSource(cifake_dir), config)
+    assert reupload.load_bank(bank, train_samples, ModelMetadata()).shape == (len(train_samples), 1, 3, 32, 32)
     assert ModelMetadata.load(tmp_path / "run").metrics["validation"]["count"] == 64
 
 

@@ -14,9 +14,13 @@ from training import robustness
 
 def test_conditions_change_the_image_as_named() -> None:
     image = photo(32, 32, seed=1)
-    for side in (256, 512, 1024):
-        data = robustness.CONDITIONS[f"upscaled to {side} px, JPEG 90"](image)
-        assert Image.open(io.BytesIO(data)).size == (side, side) and Image.open(io.BytesIO(data)).format == "JPEG"
+    assert robustness.UPLOAD_SIDES == (256, 512, 1024, 2048)
+    for side in robustness.UPLOAD_SIDES:
+        bicubic = robustness.CONDITIONS[f"upscaled to {side} px, JPEG 90"](image)
+        lanczos = robustness.CONDITIONS[f"upscaled to {side} px (Lanczos), JPEG 90"](image)
+        for data in (bicubic, lanczos):
+            assert Image.open(io.BytesIO(data)).size == (side, side) and Image.open(io.BytesIO(data)).format == "JPEG"
+        assert bicubic != lanczos
     low, high = robustness.CONDITIONS["JPEG quality 50"](image), robustness.CONDITIONS["JPEG quality 90"](image)
     assert len(low) < len(high)
     blurred = decode_image(robustness.CONDITIONS["Gaussian blur σ=1 px"](image))
