@@ -56,13 +56,17 @@ def save_weights(model: AlignedClassifier, directory: Path) -> Path:
     return path
 
 
+def load_weights(directory: Path) -> dict[str, torch.Tensor]:
+    """A folder's ``model.safetensors`` as an fp32 state dict (integer buffers as stored)."""
+    state = safetensors.torch.load_file(str(Path(directory) / WEIGHTS_FILENAME))
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def load_model(directory: Path, device: torch.device | str = "cpu") -> tuple[AlignedClassifier, ModelMetadata]:
     """Rebuild the eager model from ``model.safetensors`` + ``metadata.json`` (fp32, eval mode)."""
-    directory = Path(directory)
-    metadata = ModelMetadata.load(directory)
+    metadata = ModelMetadata.load(Path(directory))
     model = AlignedClassifier(metadata)
-    state = safetensors.torch.load_file(str(directory / WEIGHTS_FILENAME))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.load_state_dict(load_weights(Path(directory)))
     return model.to(device).eval(), metadata
 
 

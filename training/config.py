@@ -28,6 +28,9 @@ class TrainConfig:
     pretrained: bool = False              # ImageNet weights where a local copy exists (efficientnet_lite0)
     dropout: float = 0.0                  # on the classifier's input, training only
     init_from: str | None = None          # model folder (model.safetensors) to fine-tune from
+    parent_weight: float = 0.0            # after the last epoch, average the weights with init_from's:
+                                          # (1 - w) * fine-tuned + w * parent (weight-space ensembling keeps
+                                          # the parent's clean accuracy, the fine-tune's robustness stays)
     final_align_size: int = 224           # size the shipped model runs at (metadata.align_size)
     phases: list[Phase] = field(default_factory=lambda: [Phase(112, 3), Phase(224, 1, 30000)])
     seed: int = 0                         # validation split, subsets and (unless order_seed is set) batch order

@@ -31,7 +31,7 @@ from detector.backbones import load_imagenet_weights
 from detector.data import CifakeSource, Sample, content_sha256, dataset_sha256, load_split, stratified_split
 from detector.metadata import ModelMetadata
 from detector.model import (WEIGHTS_FILENAME, AlignedClassifier, autocast_dtype, calibrated_probabilities, load_model,
-                            predict_logits, save_weights)
+                            load_weights, predict_logits, save_weights)
 from training.augment import AugmentSettings, augment
 from training.config import TrainConfig, resolve, to_json
 from training.metrics import classification_report, fit_abstention, fit_temperature
@@ -77,6 +77,10 @@ def steps_in(epoch: EpochPlan, batch_size: int) -> int:
 def validate_config(config: TrainConfig) -> None:
     if not config.phases or config.phases[-1].align_size != config.final_align_size:
         raise ValueError("the last phase must train at final_align_size, the size the model ships at")
+    if not 0.0 <= config.parent_weight < 1.0:
+        raise ValueError(f"parent_weight must be in [0, 1), got {config.parent_weight}")
+    if config.parent_weight and not config.init_from:
+        raise ValueError("parent_weight averages with the init_from weights: set init_from")
 
 
 @dataclass
@@ -93,14 +97,15 @@ class TrainingData:
 
 @dataclass
 class Progress:
-    """Where a run stands: the JSON part of every checkpoint (``state``), so its field names and order are
-    the checkpoint format's and must not change."""
+    """Where a run stands: the JSON part of every checkpoint (``state``), so its field names are the checkpoint
+    format's and must not change; a new field comes last, with a default, so older checkpoints still load."""
 
     epoch: int = 0                  # epochs done, skipped ones included: the next epoch's index in the plan
     phase: int = 0                  # the phase best_val_accuracy and stale_epochs belong to
     best_val_accuracy: float = -1.0
     stale_epochs: int = 0           # epochs since the phase's best (patience)
     skip_phases_before: int = 0     # phases before this one were ended early
+    averaged_with_parent: bool = False   # parent_weight applied to the saved weights (once, after the last epoch)
 
     def skips(self, phase: int) -> bool:
         return phase < self.skip_phases_before
@@ -305,7 +310,21 @@ def train(config: TrainConfig, resume: bool = False, recipe_step: str | None = N
         progress.epoch += 1
         save_checkpoint(state, checkpoint_path)
 
+    if config.parent_weight and not progress.averaged_with_parent:
+        average_with_parent(output, Path(config.init_from), config.parent_weight, metadata)
+        progress.averaged_with_parent = True
+        save_checkpoint(state, checkpoint_path)
     return finalise(output, metadata, data, config, time.monotonic() - started, device)
+
+
+def average_with_parent(output: Path, parent: Path, parent_weight: float, metadata: ModelMetadata) -> None:
+    """Replace the run's saved weights by ``(1 - w) * run + w * parent`` (integer buffers: the run's)."""
+    run_state, parent_state = load_weights(output), load_weights(parent)
+    model = AlignedClassifier(metadata)
+    model.load_state_dict({name: (1 - parent_weight) * value + parent_weight * parent_state[name]
+                           if value.is_floating_point() else value for name, value in run_state.items()})
+    save_weights(model, output)
+    log(f"[average] weights = {1 - parent_weight:.2f} x this run + {parent_weight:.2f} x {parent}")
 
 
 def parent_sha256(config: TrainConfig) -> str | None:

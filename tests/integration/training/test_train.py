@@ -12,7 +12,7 @@ import torch
 import training.train
 from detector.data import CifakeSource, content_sha256, stratified_split
 from detector.metadata import ModelMetadata
-from detector.model import load_model
+from detector.model import load_model, load_weights
 from training import evaluate as evaluate_cli
 from training import reupload
 from training.config import resolve
@@ -105,6 +105,33 @@ def test_tiny_training_run_writes_a_servable_checkpoint_and_resumes(cifake_dir: 
     assert report["abstention"]["min_confidence"] == ModelMetadata.load(output).min_confidence
     for plot in ("confusion_matrix.png", "roc.png", "reliability.png"):
         assert (tmp_path / "reports" / plot).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_fine_tune_averaged_with_its_parent_is_the_weighted_mean_and_is_averaged_once(cifake_dir: Path,
+                                                                                         tmp_path: Path, capsys) -> None:
+    cpu = ["--data", str(cifake_dir), *TINY, "--device", "cpu"]
+    parent = tmp_path / "parent"
+    train(resolve([*cpu, "--output", str(parent)])[0])
+    with pytest.raises(ValueError, match="set init_from"):
+        train(resolve([*cpu, "--output", str(tmp_path / "orphan"), "--parent-weight", "0.5"])[0])
+
+    def fine_tune(name: str, *flags: str, resume: bool = False) -> Path:
+        config, _ = resolve([*cpu, "--output", str(tmp_path / name), "--init-from", str(parent), "--order-seed", "1",
+                             *flags])
+        train(config, resume=resume)
+        return tmp_path / name
+
+    plain, averaged = fine_tune("plain"), fine_tune("averaged", "--parent-weight", "0.25")
+    assert "[average] weights = 0.75 x this run + 0.25 x" in capsys.readouterr().err
+    expected = {name: 0.75 * value + 0.25 * load_weights(parent)[name] if value.is_floating_point() else value
+                for name, value in load_weights(plain).items()}
+    got = load_weights(averaged)
+    for name, value in expected.items():   # both stored as fp16: equal to within its rounding
+        torch.testing.assert_close(got[name], value, rtol=2e-3, atol=1e-5)
+    assert not torch.equal(got["backbone.fc.weight"], load_weights(plain)["backbone.fc.weight"])
+    stored = (averaged / "model.safetensors").read_bytes()
+    fine_tune("averaged", "--parent-weight", "0.25", resume=True)   # finished: finalised again, not re-averaged
+    assert (averaged / "model.safetensors").read_bytes() == stored
 
 
 def test_training_swaps_in_re_uploaded_copies_from_a_bank_it_builds_on_first_use(cifake_dir: Path, tmp_path: Path,
