@@ -162,7 +162,7 @@ def build_state(config: TrainConfig, metadata: ModelMetadata, total_steps: int, 
         loaded = load_imagenet_weights(model.backbone, config.architecture)
         log(f"[init] ImageNet weights for {config.architecture} ({loaded} tensors; new classifier head)")
     if config.init_from:
-        model.load_state_dict(load_model(Path(config.init_from))[0].state_dict())
+        model.load_state_dict(load_weights(Path(config.init_from)))
         log(f"[init] weights from {config.init_from}")
     model = model.to(device, memory_format=memory_format(config))
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
