@@ -48,7 +48,12 @@ class TorchScriptBackend:
 
 
 class OnnxBackend:
-    """ONNX Runtime session: CUDA provider when a GPU is assigned, CPU provider otherwise."""
+    """ONNX Runtime session: CUDA provider when a GPU is assigned, CPU provider otherwise.
+
+    Its threads sleep as soon as a run ends (no spinning): a worker runs decoding, the detector, the domain
+    gate and the spectral score one after another on the same cores, and threads that spin for work after a
+    run take those cores from the next stage (BENCHMARKS.md, "The domain gate's share": it about halved the
+    gate's share beside the ONNX detectors, at no measurable cost to the detector alone)."""
 
     name = "onnx"
 
@@ -58,6 +63,7 @@ class OnnxBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers: list[Any] = ["CPUExecutionProvider"]
         if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))

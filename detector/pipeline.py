@@ -292,8 +292,7 @@ class DetectorPipeline:
         self.min_confidence = settings.abstain_below(metadata)
         self.domain_threshold = settings.out_of_domain_below(metadata)   # None: no gate, so nothing to load
         self.domain = (None if self.domain_threshold is None else
-                       DomainGate.load(domain_files or self.model_dir, DomainGateSpec.of(metadata), device,
-                                       settings.threads))
+                       DomainGate.load(domain_files or self.model_dir, DomainGateSpec.of(metadata), settings.threads))
         has_spectral = (self.model_dir / SPECTRAL_FILENAME).exists()   # optional: models fitted without one
         self.spectral = SpectralScore.load(self.model_dir) if has_spectral else None
         self._explainer: AlignedClassifier | None = None

@@ -2,15 +2,17 @@
 
     python -m export.domain_gate --model model --data ../shared/data/cifake --out build/artifacts
 
-The files are the extractor as ONNX (ImageNet EfficientNet-Lite0 behind the detector's alignment) and the
-reference features of a seeded sample of CIFAKE's training portion (float16). Both are build outputs: they
+The files are the extractor as ONNX (ImageNet EfficientNet-Lite0 behind the detector's alignment; int8 unless
+the spec says fp32), the reference features of a seeded sample of CIFAKE's training portion (float16) and a
+probe (a few of those images with the scores this build gives them). All are build outputs: they
 depend only on the spec's extractor, side and sample, not on the detector's weights, so they are built once
 per spec into ``build/domain/`` and copied from there (into the artifacts by ``export.export``, and used by
 the threshold fit and the offline reports, so that every figure comes from the served files).
 
-Proof, on every build: the ONNX extractor must match the eager one on the reference images, and the
-stored threshold must keep the share of the validation split it was fitted to keep; otherwise the build
-fails loudly (a threshold fitted on other files, or an extractor that changed).
+Proof, on every build: the fp32 ONNX extractor must match the eager one on the reference images, the int8
+one must stay close to it (mean cosine of the features), and the stored threshold must keep the share of
+the validation split it was fitted to keep; otherwise the build fails loudly (a threshold fitted on other
+files, or an extractor that changed).
 """
 
 from __future__ import annotations
@@ -33,10 +35,14 @@ from detector.domain import (EXTRACTOR_NAME, GATE_FILES, REFERENCE_NAME, DomainG
 from detector.metadata import ModelMetadata
 from detector.paths import REPO
 from detector.pipeline import DetectorPipeline
-from export.export import ParityError, export_onnx
+from export.export import ParityError, export_int8, export_onnx
 
 CACHE = REPO / "build" / "domain"
-FEATURE_TOLERANCE = 1e-3    # max |delta| of a unit-length feature, ONNX against eager
+FEATURE_TOLERANCE = 1e-3    # max |delta| of a unit-length feature, ONNX fp32 against eager
+MIN_MEAN_COSINE = 0.93      # the served extractor against eager: int8 Lite0 at 112 px gives 0.961, fp32 1.000
+PARITY_IMAGES = 256
+CALIBRATION_IMAGES = 512
+PROBE_IMAGES = 32
 KEEP_TOLERANCE = 0.005      # the threshold must keep its validation share within half a point
 
 
@@ -47,22 +53,35 @@ def _cache_folder(metadata: ModelMetadata, spec: DomainGateSpec) -> Path:
 
 
 def build_files(metadata: ModelMetadata, spec: DomainGateSpec, data: Path, out_dir: Path) -> Path:
-    """Export the extractor, compute the reference features with it, check it against eager PyTorch."""
+    """Export the extractor (fp32, then int8 where the spec asks), check it against eager PyTorch, compute the
+    reference features with it and store the probe every worker replays."""
     out_dir.mkdir(parents=True, exist_ok=True)
     eager = ImageNetFeatures(metadata, spec)
-    export_onnx(eager, out_dir / EXTRACTOR_NAME, metadata.input_size, output_name="features")
     source = CifakeSource(data, metadata.class_names)
     references = load_split(source, reference_samples(source, spec), metadata.input_size, metadata.downsample_filter,
                             "domain reference").images
-    features = batched_outputs(OnnxBackend(out_dir / EXTRACTOR_NAME, torch.device("cpu"), 0), references, 256)
     with torch.inference_mode():
-        expected = eager(torch.from_numpy(references[:256])).numpy()
-    delta = float(np.abs(features[:256] - expected).max())
-    if delta > FEATURE_TOLERANCE:
-        raise ParityError(f"domain extractor: ONNX features differ from eager by {delta:.2e} (> {FEATURE_TOLERANCE})")
+        expected = eager(torch.from_numpy(references[:PARITY_IMAGES])).numpy()
+    with tempfile.TemporaryDirectory() as scratch:
+        fp32 = export_onnx(eager, Path(scratch) / EXTRACTOR_NAME, metadata.input_size, output_name="features")
+        delta = float(np.abs(OnnxBackend(fp32, torch.device("cpu"), 0)(references[:PARITY_IMAGES]) - expected).max())
+        if delta > FEATURE_TOLERANCE:
+            raise ParityError(f"domain extractor: ONNX features differ from eager by {delta:.2e} (> {FEATURE_TOLERANCE})")
+        if spec.precision == "int8":   # calibrated on reference images: the training portion, never validation
+            export_int8(fp32, out_dir / EXTRACTOR_NAME, references[:CALIBRATION_IMAGES])
+        else:
+            shutil.copy2(fp32, out_dir / EXTRACTOR_NAME)
+    extractor = OnnxBackend(out_dir / EXTRACTOR_NAME, torch.device("cpu"), 0)
+    features = batched_outputs(extractor, references, 256)
+    cosine = float((features[:PARITY_IMAGES] * expected).sum(axis=1).mean())
+    if cosine < MIN_MEAN_COSINE:
+        raise ParityError(f"domain extractor ({spec.precision}): mean cosine to the eager features {cosine:.4f} "
+                          f"(< {MIN_MEAN_COSINE})")
     np.save(out_dir / REFERENCE_NAME, features.astype(np.float16))
-    print(f"[domain-gate] {spec.extractor} at {spec.align_size} px, {len(references)} reference images "
-          f"(ONNX vs eager max |d| {delta:.1e}) -> {out_dir}", file=sys.stderr, flush=True)
+    DomainGate(extractor, np.load(out_dir / REFERENCE_NAME), spec).save_probe(out_dir, references[:PROBE_IMAGES])
+    print(f"[domain-gate] {spec.extractor} at {spec.align_size} px, {spec.precision}, {len(references)} reference "
+          f"images (ONNX fp32 vs eager max |d| {delta:.1e}, {spec.precision} mean cosine {cosine:.4f}) -> {out_dir}",
+          file=sys.stderr, flush=True)
     return out_dir
 
 

@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from detector.answer import UNCERTAIN, answer, answered, fit_min_confidence
-from detector.domain import EXTRACTOR_NAME, REFERENCE_NAME, DomainGate, DomainGateSpec, kth_similarity
+from detector.backends import OnnxBackend
+from detector.domain import (EXTRACTOR_NAME, PROBE_NAME, REFERENCE_NAME, DomainGate, DomainGateSpec, GateCheckError,
+                             kth_similarity)
 from detector.metadata import ModelMetadata
 from detector.model import WEIGHTS_FILENAME
 from detector.pipeline import DOMAIN_OFF, DetectorPipeline, HandlerSettings, batch_metrics
@@ -47,6 +49,9 @@ def gated_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     export_onnx(MeanColour(), folder / EXTRACTOR_NAME, metadata.input_size, output_name="features")
     reds = np.array([[200 + i, 40, 30] for i in range(5)], dtype=np.float32)
     np.save(folder / REFERENCE_NAME, MeanColour()(torch.from_numpy(reds)[:, :, None, None]).numpy().astype(np.float16))
+    gate = DomainGate(OnnxBackend(folder / EXTRACTOR_NAME, torch.device("cpu"), 1), np.load(folder / REFERENCE_NAME),
+                      SPEC)
+    gate.save_probe(folder, np.random.default_rng(1).integers(0, 256, (4, 3, 32, 32), dtype=np.uint8))
     return folder
 
 
@@ -63,6 +68,9 @@ def test_spec_round_trips_and_refuses_unknown_keys() -> None:
     with pytest.raises(ValueError, match="unknown domain_gate keys"):
         DomainGateSpec.from_dict({**SPEC.to_dict(), "radius": 3})
     assert SPEC.build_key() == dataclasses.replace(SPEC, threshold=0.1, keep_validation=0.5).build_key()
+    assert SPEC.build_key() != dataclasses.replace(SPEC, precision="fp32").build_key()
+    with pytest.raises(ValueError, match="precision"):
+        DomainGateSpec.from_dict({**SPEC.to_dict(), "precision": "int4"})
 
 
 def test_out_of_domain_comes_first_and_keeps_the_leaning_class() -> None:
@@ -133,6 +141,17 @@ def test_a_gated_model_without_its_files_refuses_to_load(gated_model: Path, tmp_
         shutil.copy2(gated_model / name, tmp_path / name)
     with pytest.raises(FileNotFoundError, match="domain_extractor.onnx"):
         DetectorPipeline.load(tmp_path)
+
+
+def test_a_gate_whose_probe_scores_differently_here_refuses_to_load(gated_model: Path, tmp_path: Path) -> None:
+    for path in gated_model.iterdir():
+        shutil.copy2(path, tmp_path / path.name)
+    with np.load(tmp_path / PROBE_NAME) as probe:
+        images, scores = probe["images"], probe["scores"]
+    assert np.allclose(DomainGate.load(tmp_path, SPEC).scores(images), scores)
+    np.savez(tmp_path / PROBE_NAME, images=images, scores=scores + 0.01)   # what other kernels would give
+    with pytest.raises(GateCheckError, match="probe"):
+        DomainGate.load(tmp_path, SPEC)
 
 
 def test_gate_scores_batches_as_one(gated_model: Path) -> None:
