@@ -20,6 +20,7 @@ cannot move the threshold unnoticed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,11 @@ from torch import nn
 from detector.backbones import load_imagenet_weights
 from detector.backends import OnnxBackend, batched_outputs
 from detector.data import CifakeSource, Sample, choose_samples, stratified_split
+from detector.hardware import cpu_line
 from detector.metadata import ModelMetadata
 from detector.model import AlignedClassifier
+
+logger = logging.getLogger(__name__)
 
 EXTRACTOR_NAME = "domain_extractor.onnx"
 REFERENCE_NAME = "domain_reference.npy"
@@ -150,6 +154,8 @@ class DomainGate:
             raise GateCheckError(f"the domain gate in {directory} scores its probe {drift:.2e} away from its build "
                                  f"(> {PROBE_TOLERANCE}) on this machine: rebuild it (make build) or set "
                                  "domain_threshold: off")
+        logger.info("domain gate (%s %s at %d px): probe reproduced within %.1e on %s", spec.precision, spec.extractor,
+                    spec.align_size, drift, cpu_line())
         return gate
 
     def save_probe(self, directory: Path, images: np.ndarray) -> None:
