@@ -64,9 +64,10 @@ def load_weights(directory: Path) -> dict[str, torch.Tensor]:
 
 def load_model(directory: Path, device: torch.device | str = "cpu") -> tuple[AlignedClassifier, ModelMetadata]:
     """Rebuild the eager model from ``model.safetensors`` + ``metadata.json`` (fp32, eval mode)."""
-    metadata = ModelMetadata.load(Path(directory))
+    directory = Path(directory)
+    metadata = ModelMetadata.load(directory)
     model = AlignedClassifier(metadata)
-    model.load_state_dict(load_weights(Path(directory)))
+    model.load_state_dict(load_weights(directory))
     return model.to(device).eval(), metadata
 
 

@@ -77,8 +77,9 @@ def build_files(metadata: ModelMetadata, spec: DomainGateSpec, data: Path, out_d
     if cosine < MIN_MEAN_COSINE:
         raise ParityError(f"domain extractor ({spec.precision}): mean cosine to the eager features {cosine:.4f} "
                           f"(< {MIN_MEAN_COSINE})")
-    np.save(out_dir / REFERENCE_NAME, features.astype(np.float16))
-    DomainGate(extractor, np.load(out_dir / REFERENCE_NAME), spec).save_probe(out_dir, references[:PROBE_IMAGES])
+    stored = features.astype(np.float16)   # the probe is scored against the references as workers load them
+    np.save(out_dir / REFERENCE_NAME, stored)
+    DomainGate(extractor, stored, spec).save_probe(out_dir, references[:PROBE_IMAGES])
     print(f"[domain-gate] {spec.extractor} at {spec.align_size} px, {spec.precision}, {len(references)} reference "
           f"images (ONNX fp32 vs eager max |d| {delta:.1e}, {spec.precision} mean cosine {cosine:.4f}) -> {out_dir}",
           file=sys.stderr, flush=True)
