@@ -54,6 +54,10 @@ class TrainConfig:
     blur_sigma_max: float = 0.8           # ... with sigma drawn from [0.3, blur_sigma_max] (3×3 kernel)
     reupload_probability: float = 0.0     # share of training images swapped for a re-uploaded copy ...
     reupload_bank: str | None = None      # ... from this bank (python -m training.reupload)
+    distill_weight: float = 0.0           # share of the loss spent matching init_from's (frozen) predictions on
+                                          # each image's clean original, the rest cross-entropy on the label:
+                                          # a copy learns the original's answer, the original keeps its parent's
+    distill_temperature: float = 2.0      # softens both distributions in that match (Hinton et al.)
     precision: str = "auto"               # auto (bf16 on CPU, bf16/fp16 on CUDA), bf16, fp16, fp32
     channels_last: bool = True
     device: str = "auto"

@@ -81,6 +81,11 @@ def validate_config(config: TrainConfig) -> None:
         raise ValueError(f"parent_weight must be in [0, 1), got {config.parent_weight}")
     if config.parent_weight and not config.init_from:
         raise ValueError("parent_weight averages with the init_from weights: set init_from")
+    if not 0.0 <= config.distill_weight <= 1.0 or config.distill_temperature <= 0:
+        raise ValueError(f"distill_weight must be in [0, 1] and distill_temperature > 0, got "
+                         f"{config.distill_weight} and {config.distill_temperature}")
+    if config.distill_weight and not config.init_from:
+        raise ValueError("distill_weight distils the init_from model: set init_from")
 
 
 @dataclass
@@ -139,6 +144,7 @@ class TrainState:
     scaler: torch.amp.GradScaler
     device: torch.device
     progress: Progress
+    teacher: AlignedClassifier | None = None   # frozen init_from model when distilling (not checkpointed: rebuilt)
 
 
 def load_data(config: TrainConfig, metadata: ModelMetadata, device: torch.device) -> TrainingData:
@@ -170,7 +176,30 @@ def build_state(config: TrainConfig, metadata: ModelMetadata, total_steps: int, 
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps,
                                                     pct_start=config.warmup_fraction)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(device, config.precision) == torch.float16)
-    return TrainState(model, optimizer, scheduler, scaler, device, Progress())
+    return TrainState(model, optimizer, scheduler, scaler, device, Progress(), build_teacher(config, metadata, device))
+
+
+def build_teacher(config: TrainConfig, metadata: ModelMetadata, device: torch.device) -> AlignedClassifier | None:
+    """The frozen init_from model whose answers on clean originals the run distils (``distill_weight``)."""
+    if not config.distill_weight:
+        return None
+    teacher = AlignedClassifier(metadata)
+    teacher.load_state_dict(load_weights(Path(config.init_from)))
+    log(f"[init] distilling {config.init_from} (weight {config.distill_weight}, temperature {config.distill_temperature})")
+    return teacher.to(device, memory_format=memory_format(config)).eval().requires_grad_(False)
+
+
+def training_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None,
+                  config: TrainConfig) -> torch.Tensor:
+    """Cross-entropy on the labels, blended with the temperature-scaled KL divergence to the teacher's
+    logits (scaled by T² so its gradients keep their size whatever the temperature)."""
+    hard = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+    if teacher_logits is None:
+        return hard
+    temperature = config.distill_temperature
+    soft = F.kl_div(F.log_softmax(logits.float() / temperature, 1), F.log_softmax(teacher_logits.float() / temperature, 1),
+                    log_target=True, reduction="batchmean") * temperature ** 2
+    return (1 - config.distill_weight) * hard + config.distill_weight * soft
 
 
 def resume_state(state: TrainState, checkpoint_path: Path) -> None:
@@ -222,7 +251,13 @@ def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: 
                          None if data.reuploads is None else data.reuploads[batch])
         images = images.contiguous(memory_format=memory_format(config))
         with torch.autocast(state.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            loss = F.cross_entropy(model(images), data.train_labels[batch], label_smoothing=config.label_smoothing)
+            teacher_logits = None
+            if state.teacher is not None:
+                state.teacher.align_size = epoch.align_size
+                with torch.no_grad():
+                    originals = data.train_images[batch].contiguous(memory_format=memory_format(config))
+                    teacher_logits = state.teacher(originals)
+            loss = training_loss(model(images), data.train_labels[batch], teacher_logits, config)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -134,6 +134,21 @@ def test_a_fine_tune_averaged_with_its_parent_is_the_weighted_mean_and_is_averag
     assert (averaged / "model.safetensors").read_bytes() == stored
 
 
+def test_a_distilling_fine_tune_learns_from_its_parents_answers(cifake_dir: Path, tmp_path: Path, capsys) -> None:
+    cpu = ["--data", str(cifake_dir), *TINY, "--device", "cpu"]
+    parent = tmp_path / "parent"
+    train(resolve([*cpu, "--output", str(parent)])[0])
+
+    def fine_tune(name: str, *flags: str) -> dict[str, torch.Tensor]:
+        train(resolve([*cpu, "--output", str(tmp_path / name), "--init-from", str(parent), *flags])[0])
+        return torch.load(tmp_path / name / CHECKPOINT_NAME, weights_only=True)["model"]
+
+    plain, distilled = fine_tune("plain"), fine_tune("distilled", "--distill-weight", "0.5")
+    assert "[init] distilling" in capsys.readouterr().err
+    assert not torch.equal(plain["backbone.fc.weight"], distilled["backbone.fc.weight"])   # same draws, other loss
+    assert ModelMetadata.load(tmp_path / "distilled").metrics["validation"]["count"] == 64
+
+
 def test_training_swaps_in_re_uploaded_copies_from_a_bank_it_builds_on_first_use(cifake_dir: Path, tmp_path: Path,
                                                                                  capsys) -> None:
     bank = tmp_path / "bank.npz"
