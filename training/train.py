@@ -241,6 +241,8 @@ def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: 
     settings = AugmentSettings.from_config(config)
     generator = torch.Generator()
     model.align_size = epoch.align_size
+    if state.teacher is not None:
+        state.teacher.align_size = epoch.align_size
     model.train()
     order_seed = config.seed if config.order_seed is None else config.order_seed
     order = epoch_order(generator, len(data.train_images), epoch.images, order_seed, index).to(state.device)
@@ -253,10 +255,8 @@ def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: 
         with torch.autocast(state.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             teacher_logits = None
             if state.teacher is not None:
-                state.teacher.align_size = epoch.align_size
                 with torch.no_grad():
-                    originals = data.train_images[batch].contiguous(memory_format=memory_format(config))
-                    teacher_logits = state.teacher(originals)
+                    teacher_logits = state.teacher(data.train_images[batch].contiguous(memory_format=memory_format(config)))
             loss = training_loss(model(images), data.train_labels[batch], teacher_logits, config)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
