@@ -58,6 +58,11 @@ class TrainConfig:
                                           # each image's clean original, the rest cross-entropy on the label:
                                           # a copy learns the original's answer, the original keeps its parent's
     distill_temperature: float = 2.0      # softens both distributions in that match (Hinton et al.)
+    outlier_weight: float = 0.0           # outlier exposure: weight of a loss pulling the answer on photos that
+                                          # are not CIFAR-10-like towards 50/50 (training.outliers)
+    outlier_bank: str | None = None       # their aligned crops (python -m training.outliers), built on first use ...
+    outlier_photos: str | None = None     # ... from this folder of photos (never the outside evaluation set)
+    outlier_batch_size: int = 32          # crops added to every training batch
     precision: str = "auto"               # auto (bf16 on CPU, bf16/fp16 on CUDA), bf16, fp16, fp32
     channels_last: bool = True
     device: str = "auto"

@@ -35,6 +35,7 @@ from detector.model import (WEIGHTS_FILENAME, AlignedClassifier, autocast_dtype,
 from training.augment import AugmentSettings, augment
 from training.config import TrainConfig, resolve, to_json
 from training.metrics import classification_report, fit_abstention, fit_temperature
+from training import outliers
 from training.reupload import load_bank, write_bank
 
 CHECKPOINT_NAME = "last.pt"
@@ -86,6 +87,12 @@ def validate_config(config: TrainConfig) -> None:
                          f"{config.distill_weight} and {config.distill_temperature}")
     if config.distill_weight and not config.init_from:
         raise ValueError("distill_weight distils the init_from model: set init_from")
+    if config.outlier_weight < 0 or config.outlier_batch_size < 1:
+        raise ValueError(f"outlier_weight must be >= 0 and outlier_batch_size >= 1, got {config.outlier_weight} "
+                         f"and {config.outlier_batch_size}")
+    if config.outlier_weight and not config.outlier_bank:
+        raise ValueError("outlier_weight needs outlier_bank: a bank made by python -m training.outliers, or a path "
+                         "to build one at from outlier_photos")
 
 
 @dataclass
@@ -95,6 +102,7 @@ class TrainingData:
     train_images: torch.Tensor
     train_labels: torch.Tensor
     reuploads: torch.Tensor | None
+    outliers: torch.Tensor | None       # outlier exposure's aligned crops (training.outliers), when used
     val_images: torch.Tensor
     val_labels: np.ndarray
     sha256: str
@@ -157,6 +165,7 @@ def load_data(config: TrainConfig, metadata: ModelMetadata, device: torch.device
     train_images = torch.from_numpy(train_data.images).to(device)
     reuploads = load_reuploads(config, source, train_samples, metadata, device)
     return TrainingData(train_images, torch.from_numpy(train_data.labels).to(device), reuploads,
+                        load_outliers(config, metadata, device),
                         torch.from_numpy(val_data.images), val_data.labels, dataset_sha256(train_data, val_data))
 
 
@@ -190,16 +199,20 @@ def build_teacher(config: TrainConfig, metadata: ModelMetadata, device: torch.de
 
 
 def training_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None,
-                  config: TrainConfig) -> torch.Tensor:
+                  config: TrainConfig, outlier_logits: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy on the labels, blended with the temperature-scaled KL divergence to the teacher's
-    logits (scaled by T² so its gradients keep their size whatever the temperature)."""
-    hard = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
-    if teacher_logits is None:
-        return hard
-    temperature = config.distill_temperature
-    soft = F.kl_div(F.log_softmax(logits.float() / temperature, 1), F.log_softmax(teacher_logits.float() / temperature, 1),
-                    log_target=True, reduction="batchmean") * temperature ** 2
-    return (1 - config.distill_weight) * hard + config.distill_weight * soft
+    logits (scaled by T² so its gradients keep their size whatever the temperature); plus, for outlier
+    exposure, ``outlier_weight`` times the cross-entropy of the outliers' answers to the uniform one."""
+    loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+    if teacher_logits is not None:
+        temperature = config.distill_temperature
+        soft = F.kl_div(F.log_softmax(logits.float() / temperature, 1),
+                        F.log_softmax(teacher_logits.float() / temperature, 1),
+                        log_target=True, reduction="batchmean") * temperature ** 2
+        loss = (1 - config.distill_weight) * loss + config.distill_weight * soft
+    if outlier_logits is not None:
+        loss = loss + config.outlier_weight * -F.log_softmax(outlier_logits.float(), 1).mean()
+    return loss
 
 
 def resume_state(state: TrainState, checkpoint_path: Path) -> None:
@@ -251,13 +264,18 @@ def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: 
         batch = order[step * config.batch_size:(step + 1) * config.batch_size]
         images = augment(data.train_images[batch], settings, generator,
                          None if data.reuploads is None else data.reuploads[batch])
+        if data.outliers is not None:   # one forward pass: batch-norm statistics see both, as in OE's paper
+            picks = torch.randint(0, len(data.outliers), (config.outlier_batch_size,), generator=generator)
+            images = torch.cat([images, augment(data.outliers[picks.to(data.outliers.device)], settings, generator)])
         images = images.contiguous(memory_format=memory_format(config))
         with torch.autocast(state.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             teacher_logits = None
             if state.teacher is not None:
                 with torch.no_grad():
                     teacher_logits = state.teacher(data.train_images[batch].contiguous(memory_format=memory_format(config)))
-            loss = training_loss(model(images), data.train_labels[batch], teacher_logits, config)
+            logits = model(images)
+            loss = training_loss(logits[:len(batch)], data.train_labels[batch], teacher_logits, config,
+                                 None if data.outliers is None else logits[len(batch):])
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -394,6 +412,23 @@ def load_reuploads(config: TrainConfig, source: CifakeSource, train_samples: lis
     log(f"[data] {copies.shape[1]} re-uploaded copies per training image from {config.reupload_bank}, "
         f"swapped in for {config.reupload_probability:.0%} of the images")
     return copies
+
+
+def load_outliers(config: TrainConfig, metadata: ModelMetadata, device: torch.device) -> torch.Tensor | None:
+    """Outlier exposure's aligned crops when the run uses it (built from ``outlier_photos`` on first use), else None."""
+    if not config.outlier_weight:
+        return None
+    bank = Path(config.outlier_bank)
+    if not bank.exists():
+        if not config.outlier_photos:
+            raise ValueError(f"no outlier bank at {bank}: set outlier_photos to build one, or make it with "
+                             "python -m training.outliers")
+        log(f"[data] no outlier bank at {bank}: building it from {config.outlier_photos}")
+        outliers.write_bank(bank, Path(config.outlier_photos), crops=outliers.CROPS_PER_PHOTO, seed=config.seed, metadata=metadata)
+    crops = torch.from_numpy(outliers.load_bank(bank, metadata)).to(device)
+    log(f"[data] outlier exposure: {len(crops)} crops from {bank}, {config.outlier_batch_size} per batch, "
+        f"weight {config.outlier_weight}")
+    return crops
 
 
 def training_and_validation(source: CifakeSource, config: TrainConfig) -> tuple[list[Sample], list[Sample]]:

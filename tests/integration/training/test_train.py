@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import training.train
 from detector.data import CifakeSource, content_sha256, stratified_split
 from detector.metadata import ModelMetadata
-from detector.model import load_model, load_weights
+from detector.model import load_model, load_weights, predict_logits
 from training import evaluate as evaluate_cli
-from training import reupload
+from training import outliers, reupload
 from training.config import resolve
 from training.train import CHECKPOINT_NAME, Progress, epoch_order, read_progress, train, training_and_validation
 
@@ -147,6 +148,31 @@ def test_a_distilling_fine_tune_learns_from_its_parents_answers(cifake_dir: Path
     assert "[init] distilling" in capsys.readouterr().err
     assert not torch.equal(plain["backbone.fc.weight"], distilled["backbone.fc.weight"])   # same draws, other loss
     assert ModelMetadata.load(tmp_path / "distilled").metrics["validation"]["count"] == 64
+
+
+def test_outlier_exposure_makes_the_model_unsure_of_photos_unlike_cifake(cifake_dir: Path, tmp_path: Path,
+                                                                         capsys) -> None:
+    rng = np.random.default_rng(0)
+    for index in range(4):   # smooth colour fields: nothing like a CIFAKE thumbnail
+        cells = rng.integers(0, 256, (6, 8, 3))
+        Image.fromarray(np.kron(cells, np.ones((40, 40, 1))).astype(np.uint8)).save(tmp_path / f"photo{index}.png")
+    bank = tmp_path / "outliers.npz"
+    cpu = ["--data", str(cifake_dir), *TINY, "--phases", "32:3,48:2", "--lr", "0.01", "--device", "cpu",
+           "--outlier-bank", str(bank)]
+
+    def margin_on_outliers(name: str, *flags: str) -> float:
+        """Mean |logit(FAKE) - logit(REAL)| on the bank's crops (0: a 50/50 answer) of a run trained with ``flags``."""
+        train(resolve([*cpu, "--output", str(tmp_path / name), "--outlier-photos", str(tmp_path), *flags])[0])
+        model, metadata = load_model(tmp_path / name, torch.device("cpu"))
+        logits = predict_logits(model, torch.from_numpy(outliers.load_bank(bank, metadata)))
+        return float((logits[:, 1] - logits[:, 0]).abs().mean())
+
+    exposed = margin_on_outliers("exposed", "--outlier-weight", "5")
+    assert "no outlier bank at" in capsys.readouterr().err
+    assert outliers.load_bank(bank, ModelMetadata()).shape == (4 * outliers.CROPS_PER_PHOTO, 3, 32, 32)
+    plain = margin_on_outliers("plain")
+    assert exposed < 0.75 * plain   # 0.50 against 0.90 on the EPYC 25/17 (same seed)
+    assert ModelMetadata.load(tmp_path / "exposed").metrics["validation"]["count"] == 64
 
 
 def test_training_swaps_in_re_uploaded_copies_from_a_bank_it_builds_on_first_use(cifake_dir: Path, tmp_path: Path,

@@ -32,11 +32,26 @@ def test_distillation_blends_the_label_loss_with_the_teachers_answers() -> None:
     assert training_loss(student.detach(), LABELS, teacher, half).item() == pytest.approx(0.5 * hard + 0.5 * soft)
 
 
+def test_outlier_exposure_adds_the_outliers_distance_from_a_50_50_answer() -> None:
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.3], [-1.0, 2.0], [0.0, 0.0]])
+    config = TrainConfig(outlier_weight=0.5)
+    label_loss = training_loss(logits, LABELS, None, config)
+    undecided = training_loss(logits, LABELS, None, config, torch.zeros(3, 2))
+    assert undecided.item() == pytest.approx(label_loss.item() + 0.5 * torch.log(torch.tensor(2.0)).item())
+    confident = torch.tensor([[4.0, -4.0], [-3.0, 3.0]], requires_grad=True)
+    assert training_loss(logits, LABELS, None, config, confident.detach()) > undecided
+    training_loss(logits, LABELS, None, config, confident).backward()
+    assert torch.all(torch.sign(confident.grad[:, 0] - confident.grad[:, 1]) == torch.sign(confident[:, 0] - confident[:, 1]).detach())
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"distill_weight": 0.5}, "set init_from"),
     ({"distill_weight": 1.5, "init_from": "model"}, "distill_weight must be in"),
     ({"distill_weight": 0.5, "distill_temperature": 0.0, "init_from": "model"}, "distill_temperature > 0"),
+    ({"outlier_weight": 0.5}, "needs outlier_bank"),
+    ({"outlier_weight": -0.1, "outlier_bank": "bank.npz"}, "outlier_weight must be >= 0"),
+    ({"outlier_weight": 0.5, "outlier_bank": "bank.npz", "outlier_batch_size": 0}, "outlier_batch_size >= 1"),
 ])
-def test_a_distilling_run_needs_a_parent_and_sane_settings(changes: dict, message: str) -> None:
+def test_a_run_refuses_distillation_or_outlier_settings_it_cannot_use(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         validate_config(TrainConfig(**changes))
