@@ -29,6 +29,7 @@ import numpy as np
 
 from detector.metadata import ModelMetadata
 from detector.preprocessing import InvalidImageError, align_image, decode_image
+from training.reupload import alignment, check_alignment
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 MIN_CROP = 64
@@ -75,8 +76,7 @@ def write_bank(path: Path, photos: Path, crops: int, seed: int, metadata: ModelM
     """Build the bank of the photos under ``photos`` and save it at ``path`` with how it was made."""
     files = photo_files(photos)
     bank = build_bank(files, crops, seed, metadata)
-    settings = {"photos": str(photos), "files": len(files), "crops": crops, "seed": seed,
-                "input_size": metadata.input_size, "downsample_filter": metadata.downsample_filter}
+    settings = {"photos": str(photos), "files": len(files), "crops": crops, "seed": seed, **alignment(metadata)}
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, images=bank, settings=np.array(json.dumps(settings)))
     print(f"[outliers] wrote {path}: {len(bank)} crops of {len(files)} photos", file=sys.stderr)
@@ -85,10 +85,7 @@ def write_bank(path: Path, photos: Path, crops: int, seed: int, metadata: ModelM
 def load_bank(path: Path, metadata: ModelMetadata) -> np.ndarray:
     """The bank's aligned crops; fails if they were aligned differently from what the model needs."""
     with np.load(path) as stored:
-        settings = json.loads(str(stored["settings"]))
-        wanted = {"input_size": metadata.input_size, "downsample_filter": metadata.downsample_filter}
-        if {key: settings.get(key) for key in wanted} != wanted:
-            raise ValueError(f"{path} was aligned with {settings}, the model needs {wanted}: rebuild it")
+        check_alignment(path, json.loads(str(stored["settings"])), metadata)
         return stored["images"]
 
 

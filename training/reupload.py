@@ -87,6 +87,18 @@ def build_bank(source: CifakeSource, samples: list[Sample], copies: int, seed: i
     return np.concatenate(parts) if parts else np.empty((0, copies, 3, metadata.input_size, metadata.input_size), np.uint8)
 
 
+def alignment(metadata: ModelMetadata) -> dict:
+    """What a bank of aligned images must share with the model that trains on it."""
+    return {"input_size": metadata.input_size, "downsample_filter": metadata.downsample_filter}
+
+
+def check_alignment(path: Path, settings: dict, metadata: ModelMetadata) -> None:
+    """Refuse a bank (its stored ``settings``) aligned otherwise than ``metadata`` needs."""
+    wanted = alignment(metadata)
+    if {key: settings.get(key) for key in wanted} != wanted:
+        raise ValueError(f"{path} was aligned with {settings}, the model needs {wanted}: rebuild it")
+
+
 def save_bank(path: Path, keys: list[str], bank: np.ndarray, settings: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, keys=np.array(keys), copies=bank, settings=np.array(json.dumps(settings)))
@@ -96,8 +108,7 @@ def write_bank(path: Path, source: CifakeSource, samples: list[Sample], copies: 
                metadata: ModelMetadata = ModelMetadata()) -> None:
     """Build the bank of ``samples`` (``build_bank``) and save it at ``path`` with the settings it was made with."""
     bank = build_bank(source, samples, copies, seed, workers, metadata)
-    settings = {"copies": copies, "seed": seed, "input_size": metadata.input_size,
-                "downsample_filter": metadata.downsample_filter}
+    settings = {"copies": copies, "seed": seed, **alignment(metadata)}
     save_bank(path, [s.key for s in samples], bank, settings)
     print(f"[reupload] wrote {path}: {len(samples)} images x {copies} copies ({bank.nbytes / 1e6:.0f} MB)",
           file=sys.stderr)
@@ -106,10 +117,7 @@ def write_bank(path: Path, source: CifakeSource, samples: list[Sample], copies: 
 def load_bank(path: Path, samples: list[Sample], metadata: ModelMetadata) -> np.ndarray:
     """The copies of ``samples``, in their order; fails if the bank lacks one or was aligned differently."""
     with np.load(path) as stored:
-        settings = json.loads(str(stored["settings"]))
-        wanted = {"input_size": metadata.input_size, "downsample_filter": metadata.downsample_filter}
-        if {key: settings.get(key) for key in wanted} != wanted:
-            raise ValueError(f"{path} was aligned with {settings}, the model needs {wanted}: rebuild it")
+        check_alignment(path, json.loads(str(stored["settings"])), metadata)
         row = {key: index for index, key in enumerate(stored["keys"].tolist())}
         missing = [s.key for s in samples if s.key not in row]
         if missing:

@@ -34,8 +34,8 @@ from detector.model import (WEIGHTS_FILENAME, AlignedClassifier, autocast_dtype,
                             load_weights, predict_logits, save_weights)
 from training.augment import AugmentSettings, augment
 from training.config import TrainConfig, resolve, to_json
-from training.metrics import classification_report, fit_abstention, fit_temperature
 from training import outliers
+from training.metrics import classification_report, fit_abstention, fit_temperature
 from training.reupload import load_bank, write_bank
 
 CHECKPOINT_NAME = "last.pt"
@@ -424,7 +424,8 @@ def load_outliers(config: TrainConfig, metadata: ModelMetadata, device: torch.de
             raise ValueError(f"no outlier bank at {bank}: set outlier_photos to build one, or make it with "
                              "python -m training.outliers")
         log(f"[data] no outlier bank at {bank}: building it from {config.outlier_photos}")
-        outliers.write_bank(bank, Path(config.outlier_photos), crops=outliers.CROPS_PER_PHOTO, seed=config.seed, metadata=metadata)
+        outliers.write_bank(bank, Path(config.outlier_photos), crops=outliers.CROPS_PER_PHOTO, seed=config.seed,
+                            metadata=metadata)
     crops = torch.from_numpy(outliers.load_bank(bank, metadata)).to(device)
     log(f"[data] outlier exposure: {len(crops)} crops from {bank}, {config.outlier_batch_size} per batch, "
         f"weight {config.outlier_weight}")
