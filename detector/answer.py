@@ -1,7 +1,8 @@
 """The answer the service gives: REAL, FAKE, or UNCERTAIN where the picture is unlike the training data
-(its domain score is below the gate's threshold, ``detector.domain``) or the calibrated confidence is below
-the model's operating threshold (``ModelMetadata.min_confidence``); both thresholds are fitted together on the
-validation split.
+(its domain score is below the gate's threshold, ``detector.domain``), the calibrated confidence is below
+the model's operating threshold (``ModelMetadata.min_confidence``), or a FAKE answer does not survive
+re-encoding the picture the way CIFAKE was encoded (``detector.recheck``); the thresholds are fitted together
+on the validation split.
 
 One definition for the handler, the reports and the threshold fit, so that what the reports measure is
 what callers get. The decision reads only the aligned 32x32 input (its calibrated probabilities and its
@@ -16,6 +17,8 @@ import numpy as np
 
 UNCERTAIN = "UNCERTAIN"
 OUT_OF_DOMAIN = "out_of_domain"
+LOW_CONFIDENCE = "low_confidence"
+COMPRESSION_SENSITIVE = "compression_sensitive"   # the JPEG recheck (detector.recheck)
 
 
 def forced_label(response: dict[str, Any]) -> str:
@@ -25,42 +28,50 @@ def forced_label(response: dict[str, Any]) -> str:
 
 
 def answer(probabilities: np.ndarray, class_names: tuple[str, ...], min_confidence: float,
-           domain_score: float | None = None, domain_threshold: float | None = None) -> dict[str, Any]:
+           domain_score: float | None = None, domain_threshold: float | None = None,
+           fake_after_reencoding: float | None = None) -> dict[str, Any]:
     """``{"label": ...}`` for one image, with ``"abstained"`` (reason, confidence, the threshold that failed and
     the class the model leans to) when the domain score is below ``domain_threshold`` (reason
-    ``out_of_domain``, checked first: the confidence of a picture the model does not know means nothing) or
-    the confidence is below ``min_confidence`` (``low_confidence``); 0 / None never abstain."""
+    ``out_of_domain``, checked first: the confidence of a picture the model does not know means nothing), the
+    confidence is below ``min_confidence`` (``low_confidence``; 0 / None never abstain), or the answer is
+    FAKE but the JPEG recheck's P(FAKE) (``fake_after_reencoding``; None or NaN: not rechecked) is below 0.5
+    (``compression_sensitive``)."""
     index = int(np.argmax(probabilities))
     confidence = float(probabilities[index])
     leaning = {"confidence": round(confidence, 6), "leaning": class_names[index]}
     if domain_threshold is not None and domain_score is not None and domain_score < domain_threshold:
         return {"label": UNCERTAIN, "abstained": {"reason": OUT_OF_DOMAIN, "domain_score": round(domain_score, 6),
                                                   "threshold": domain_threshold, **leaning}}
-    if confidence >= min_confidence:
-        return {"label": class_names[index]}
-    return {"label": UNCERTAIN, "abstained": {"reason": "low_confidence", "threshold": min_confidence, **leaning}}
+    if confidence < min_confidence:
+        return {"label": UNCERTAIN, "abstained": {"reason": LOW_CONFIDENCE, "threshold": min_confidence, **leaning}}
+    if class_names[index] == "FAKE" and fake_after_reencoding is not None and fake_after_reencoding < 0.5:
+        return {"label": UNCERTAIN, "abstained": {"reason": COMPRESSION_SENSITIVE,
+                                                  "fake_after_reencoding": round(float(fake_after_reencoding), 6),
+                                                  **leaning}}
+    return {"label": class_names[index]}
 
 
-def answered(probabilities: np.ndarray, min_confidence: float, in_domain: np.ndarray | None = None) -> np.ndarray:
+def answered(probabilities: np.ndarray, min_confidence: float, passed: np.ndarray | None = None) -> np.ndarray:
     """True for the images that get REAL or FAKE rather than UNCERTAIN (rows of ``probabilities``);
-    ``in_domain``: the domain gate's verdict per image (None: no gate)."""
+    ``passed``: per image, False where the domain gate or the JPEG recheck abstains (None: neither runs)."""
     confident = probabilities.max(axis=1) >= min_confidence
-    return confident if in_domain is None else confident & in_domain
+    return confident if passed is None else confident & passed
 
 
-def fit_min_confidence(probabilities: np.ndarray, coverage: float, in_domain: np.ndarray | None = None) -> float:
-    """The highest threshold that, with the domain gate's verdicts, still answers at least ``coverage`` of these
-    images (fit it on validation); 0 when the gate alone already turns away more than ``1 - coverage``."""
+def fit_min_confidence(probabilities: np.ndarray, coverage: float, passed: np.ndarray | None = None) -> float:
+    """The highest threshold that, with the other checks' verdicts (``passed``, see ``answered``), still answers
+    at least ``coverage`` of these images (fit it on validation); 0 when those checks alone already turn away
+    more than ``1 - coverage``."""
     confidences = probabilities.max(axis=1)
     needed = max(int(np.ceil(coverage * len(confidences))), 1)
-    candidates = np.sort(confidences if in_domain is None else confidences[in_domain])[::-1]
+    candidates = np.sort(confidences if passed is None else confidences[passed])[::-1]
     return float(candidates[needed - 1]) if needed <= len(candidates) else 0.0
 
 
 def selective_figures(probabilities: np.ndarray, labels: np.ndarray, min_confidence: float,
-                      in_domain: np.ndarray | None = None) -> dict[str, float]:
-    """Coverage (share answered) and accuracy on the answered images, at ``min_confidence`` and the gate."""
-    kept = answered(probabilities, min_confidence, in_domain)
+                      passed: np.ndarray | None = None) -> dict[str, float]:
+    """Coverage (share answered) and accuracy on the answered images, at ``min_confidence`` and the checks."""
+    kept = answered(probabilities, min_confidence, passed)
     correct = probabilities.argmax(axis=1) == labels
     return {"min_confidence": min_confidence, "coverage": float(kept.mean()),
             "accuracy_answered": float(correct[kept].mean()) if kept.any() else 0.0}

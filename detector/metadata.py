@@ -33,6 +33,8 @@ class ModelMetadata:
     recipe_step: str | None = None    # config file name, e.g. 07_model_224_gpu2.toml (training/recipe/)
     # out-of-domain gate (detector.domain.DomainGateSpec as a dict); None: only the confidence gate
     domain_gate: dict[str, Any] | None = None
+    # JPEG recheck (detector.recheck.JpegRecheck as a dict: CIFAKE's quantisation tables); None: no recheck
+    jpeg_recheck: dict[str, Any] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:

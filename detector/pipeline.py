@@ -1,14 +1,17 @@
 """The request pipeline: one definition of what happens to a batch of requests, shared by the TorchServe
 handler, the bare-model benchmark and the offline reports.
 
-    decode -> align -> batch -> backend (+ domain gate) -> calibrated answer -> second opinion -> explanations -> metrics
+    decode -> align -> batch -> backend (+ domain gate, JPEG recheck) -> calibrated answer -> second opinion -> explanations -> metrics
 
 * ``extract_image_bytes``  request dict -> image bytes (raw body, multipart ``data``, base64 JSON, KServe instance)
 * ``decode_batch``         requests -> one uint8 batch (N,3,32,32) + per-request errors
 * backend                  batch -> logits (``detector.backends``; the archive picks the runtime)
 * domain gate              batch -> domain score per image (``detector.domain``), where the model has a gate
-* ``answers``              logits + domain scores -> calibrated JSON per request (REAL, FAKE or UNCERTAIN with
-                           its reason: out_of_domain or low_confidence), errors left in their slots
+* JPEG recheck             the pictures about to be answered FAKE -> P(FAKE) once re-encoded like CIFAKE
+                           (``detector.recheck``), where the model has the recheck
+* ``answers``              logits + domain scores + recheck -> calibrated JSON per request (REAL, FAKE or
+                           UNCERTAIN with its reason: out_of_domain, low_confidence or compression_sensitive),
+                           errors left in their slots
 * ``add_spectral_opinion`` the frequency score beside the CNN's answer (never replacing it)
 * ``add_explanations``     Grad-CAM for the requests that asked for one (eager model, same input)
 * ``batch_metrics``        the batch's own metrics (size, stage times, labels, input errors)
@@ -34,13 +37,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from detector.answer import answer
+from detector.answer import answer, answered
 from detector.backends import Backend, EagerBackend, load_backend, select_device, self_checked
 from detector.domain import DomainGate, DomainGateSpec
 from detector.gradcam import explanation, grad_cam
 from detector.metadata import ModelMetadata
 from detector.model import AlignedClassifier, calibrated_probabilities, load_model
 from detector.preprocessing import DecodeLimits, InvalidImageError, load_aligned
+from detector.recheck import JpegRecheck, passed_checks
 from detector.spectral import SPECTRAL_FILENAME, SpectralScore
 
 logger = logging.getLogger(__name__)
@@ -58,6 +62,7 @@ class HandlerSettings:
     threads: int = 0                      # intra-op threads; 0 leaves the runtimes' own default
     min_confidence: float | None = None   # None: the model's own (metadata.json); 0: never UNCERTAIN
     domain_threshold: float | None = None  # None: the model's own gate (if it has one); DOMAIN_OFF: no gate
+    jpeg_recheck: bool = True             # the model's JPEG recheck (if it has one); False: never rechecked
 
     def abstain_below(self, metadata: ModelMetadata) -> float:
         """The confidence below which this model answers UNCERTAIN."""
@@ -70,6 +75,10 @@ class HandlerSettings:
             return None
         return spec.threshold if self.domain_threshold is None else self.domain_threshold
 
+    def recheck(self, metadata: ModelMetadata) -> JpegRecheck | None:
+        """The JPEG recheck this model runs; None: none."""
+        return JpegRecheck.of(metadata) if self.jpeg_recheck else None
+
     @classmethod
     def from_yaml(cls, section: dict[str, Any] | None, environ: dict[str, str] | None = None) -> "HandlerSettings":
         """``$AI_DETECTOR_INTRA_OP_THREADS`` (set where TorchServe starts) overrides the archive's
@@ -80,12 +89,13 @@ class HandlerSettings:
         threads = int(environ.get(THREADS_ENV) or archive_threads) or (os.cpu_count() or 1)
         min_confidence = parse_min_confidence(section.pop("min_confidence", "model"))
         domain_threshold = parse_domain_threshold(section.pop("domain_threshold", "model"))
+        jpeg_recheck = parse_jpeg_recheck(section.pop("jpeg_recheck", "model"))
         known = {"max_image_bytes": "max_bytes", "max_image_pixels": "max_pixels", "max_image_side": "max_side"}
         unknown = set(section) - set(known)
         if unknown:
             raise ValueError(f"unknown handler settings: {sorted(unknown)}")
         return cls(limits=DecodeLimits(**{known[k]: int(v) for k, v in section.items()}), threads=threads,
-                   min_confidence=min_confidence, domain_threshold=domain_threshold)
+                   min_confidence=min_confidence, domain_threshold=domain_threshold, jpeg_recheck=jpeg_recheck)
 
 
 def parse_min_confidence(value: Any) -> float | None:
@@ -113,6 +123,16 @@ def parse_domain_threshold(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and -1.0 <= value <= 1.0:
         return float(value)
     raise ValueError(f"handler domain_threshold must be 'model', 'off' or a number in [-1, 1], not {value!r}")
+
+
+def parse_jpeg_recheck(value: Any) -> bool:
+    """``model`` (the recheck shipped with the weights, if any) or ``off`` (FAKE answers are not rechecked: half
+    the forward passes of FAKE-leaning traffic saved, camera photos called FAKE more often)."""
+    if value == "model":
+        return True
+    if value in ("off", False):
+        return False
+    raise ValueError(f"handler jpeg_recheck must be 'model' or 'off', not {value!r}")
 
 
 @dataclass
@@ -183,15 +203,19 @@ def error_body(error: InvalidImageError) -> dict[str, Any]:
 
 def answers(logits: np.ndarray, prepared: PreparedBatch, metadata: ModelMetadata, backend_name: str,
             model_version: str, min_confidence: float, domain_scores: np.ndarray | None = None,
-            domain_threshold: float | None = None) -> list[dict[str, Any]]:
+            domain_threshold: float | None = None,
+            fake_after_reencoding: np.ndarray | None = None) -> list[dict[str, Any]]:
     """One JSON-serialisable response per request, in request order, naming the version that answered:
-    REAL or FAKE, or UNCERTAIN (with the reason) below ``domain_threshold`` or ``min_confidence``; both
+    REAL or FAKE, or UNCERTAIN (with the reason) below ``domain_threshold`` or ``min_confidence`` or where a
+    FAKE answer's JPEG recheck (``fake_after_reencoding``, NaN where not rechecked) leans REAL; both
     probabilities always, and the domain score wherever the gate ran."""
     probabilities = calibrated_probabilities(torch.from_numpy(np.asarray(logits)), metadata.temperature).numpy()
     slots: dict[int, dict[str, Any]] = {pos: error_body(err) for pos, err in prepared.errors.items()}
     for row, position in enumerate(prepared.positions):
         score = None if domain_scores is None else float(domain_scores[row])
-        given = answer(probabilities[row], metadata.class_names, min_confidence, score, domain_threshold)
+        recheck = None if fake_after_reencoding is None else float(fake_after_reencoding[row])
+        given = answer(probabilities[row], metadata.class_names, min_confidence, score, domain_threshold,
+                       None if recheck is None or np.isnan(recheck) else recheck)
         slots[position] = {
             "label": given["label"],
             "probabilities": {name: float(probabilities[row, i]) for i, name in enumerate(metadata.class_names)},
@@ -245,15 +269,18 @@ class MetricSample:
 
 
 def batch_metrics(prepared: PreparedBatch, responses: list[dict[str, Any]], preprocess_ms: float,
-                  inference_ms: float, domain_ms: float | None = None) -> list[MetricSample]:
-    """What operators watch per batch: its size, stage times (the domain gate's where it ran), answers per
-    label, abstentions per reason, input errors per type."""
+                  inference_ms: float, domain_ms: float | None = None,
+                  recheck_ms: float | None = None) -> list[MetricSample]:
+    """What operators watch per batch: its size, stage times (the domain gate's and the JPEG recheck's where
+    they ran), answers per label, abstentions per reason, input errors per type."""
     samples = [MetricSample("BatchSize", len(responses), "count", "histogram"),
                MetricSample("PreprocessMs", preprocess_ms, "ms", "histogram")]
     if prepared.positions:  # no inference ran for a batch of only bad requests
         samples.append(MetricSample("InferenceMs", inference_ms, "ms", "histogram"))
         if domain_ms is not None:
             samples.append(MetricSample("DomainGateMs", domain_ms, "ms", "histogram"))
+        if recheck_ms is not None:
+            samples.append(MetricSample("RecheckMs", recheck_ms, "ms", "histogram"))
     labels = Counter(r["label"] for r in responses if "label" in r)
     samples += [MetricSample("Predictions", n, "count", "counter", (("Label", label),)) for label, n in sorted(labels.items())]
     reasons = Counter(r["abstained"]["reason"] for r in responses if "abstained" in r)
@@ -274,6 +301,7 @@ class PipelineResult:
     backend_ms: float
     domain_ms: float | None     # None: no domain gate ran
     metrics: list[MetricSample]
+    recheck_ms: float | None = None   # None: no JPEG recheck ran
 
 
 class DetectorPipeline:
@@ -293,6 +321,8 @@ class DetectorPipeline:
         self.domain_threshold = settings.out_of_domain_below(metadata)   # None: no gate, so nothing to load
         self.domain = (None if self.domain_threshold is None else
                        DomainGate.load(domain_files or self.model_dir, DomainGateSpec.of(metadata), settings.threads))
+        self.recheck = settings.recheck(metadata)
+        self.fake_index = metadata.class_names.index("FAKE")
         has_spectral = (self.model_dir / SPECTRAL_FILENAME).exists()   # optional: models fitted without one
         self.spectral = SpectralScore.load(self.model_dir) if has_spectral else None
         self._explainer: AlignedClassifier | None = None
@@ -319,6 +349,7 @@ class DetectorPipeline:
         pipeline = cls(model_dir, metadata, backend, settings, model_version or metadata.version, device, domain_files)
         gate = ("no domain gate" if pipeline.domain_threshold is None
                 else f"out of domain below {pipeline.domain_threshold:.4f}")
+        gate += ", FAKE answers rechecked after JPEG re-encoding" if pipeline.recheck else ", no JPEG recheck"
         logger.info("ai_detector %s (weights %s): %s on %s, %d threads, UNCERTAIN below confidence %.4f, %s",
                     pipeline.model_version, metadata.version, backend.name, device, torch.get_num_threads(),
                     pipeline.min_confidence, gate)
@@ -336,10 +367,30 @@ class DetectorPipeline:
         """The domain gate's score per aligned image; None when no gate runs."""
         return None if self.domain is None else self.domain.scores(images)
 
-    def answer(self, logits: np.ndarray, prepared: PreparedBatch,
-               domain_scores: np.ndarray | None = None) -> list[dict[str, Any]]:
+    def in_domain(self, domain_scores: np.ndarray | None) -> np.ndarray | None:
+        return None if domain_scores is None else domain_scores >= self.domain_threshold
+
+    def fake_after_reencoding(self, images: np.ndarray, logits: np.ndarray,
+                              domain_scores: np.ndarray | None) -> np.ndarray | None:
+        """The JPEG recheck's P(FAKE) for the pictures about to be answered FAKE (NaN for the others); None where
+        the model has no recheck or it is off."""
+        if self.recheck is None:
+            return None
+        probabilities = self.calibrated(logits)
+        eligible = answered(probabilities, self.min_confidence, self.in_domain(domain_scores))
+        return self.recheck.fake_after_reencoding(images, probabilities, self.fake_index, self.p_fake, eligible)
+
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        return calibrated_probabilities(torch.from_numpy(np.asarray(logits)), self.metadata.temperature).numpy()
+
+    def p_fake(self, images: np.ndarray) -> np.ndarray:
+        """Calibrated P(FAKE) of a uint8 batch, one pass of the served backend."""
+        return self.calibrated(self.backend(images))[:, self.fake_index]
+
+    def answer(self, logits: np.ndarray, prepared: PreparedBatch, domain_scores: np.ndarray | None = None,
+               fake_after_reencoding: np.ndarray | None = None) -> list[dict[str, Any]]:
         return answers(logits, prepared, self.metadata, self.backend.name, self.model_version, self.min_confidence,
-                       domain_scores, self.domain_threshold)
+                       domain_scores, self.domain_threshold, fake_after_reencoding)
 
     def explainer(self) -> AlignedClassifier:
         """The eager model for Grad-CAM, built from the weights on the first explanation."""
@@ -356,7 +407,9 @@ class DetectorPipeline:
         inferred = time.perf_counter()
         scores = self.domain_scores(prepared.images) if prepared.positions else None
         gated = time.perf_counter()
-        responses = self.answer(logits, prepared, scores)
+        rechecked = self.fake_after_reencoding(prepared.images, logits, scores) if prepared.positions else None
+        recheck_ms = (time.perf_counter() - gated) * 1000 if self.recheck is not None else None
+        responses = self.answer(logits, prepared, scores, rechecked)
         if self.spectral is not None:
             add_spectral_opinion(responses, prepared, self.spectral)
         if explain:
@@ -364,7 +417,8 @@ class DetectorPipeline:
         decode_ms, backend_ms = (decoded - started) * 1000, (inferred - decoded) * 1000
         domain_ms = (gated - inferred) * 1000 if self.domain is not None else None
         return PipelineResult(responses, prepared.errors, decode_ms, backend_ms, domain_ms,
-                              batch_metrics(prepared, responses, decode_ms, backend_ms, domain_ms))
+                              batch_metrics(prepared, responses, decode_ms, backend_ms, domain_ms, recheck_ms),
+                              recheck_ms)
 
     def aligned(self, files: list[bytes], first_index: int = 0) -> np.ndarray:
         """The uint8 N×3×s×s batch the server classifies for these encoded files; an undecodable file raises its
@@ -377,19 +431,22 @@ class DetectorPipeline:
 
     def assess(self, files: list[bytes], batch_size: int = 128,
                gate: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-        """Calibrated class probabilities (N x classes) for encoded files and the domain gate's verdicts (True:
-        in domain; None where no gate runs), exactly as served (``aligned``)."""
-        logits, scores = [], []
+        """Calibrated class probabilities (N x classes) for encoded files and, per file, whether the domain gate
+        and the JPEG recheck let it be answered (False: UNCERTAIN whatever the confidence; None where neither
+        runs), exactly as served (``aligned``)."""
+        logits, passed = [], []
         for start in range(0, len(files), batch_size):
             images = self.aligned(files[start:start + batch_size], start)
             logits.append(self.backend(images))
-            if gate and self.domain is not None:
-                scores.append(self.domain.scores(images))
+            if gate:
+                passed.append(passed_checks(self.recheck, images, self.calibrated(logits[-1]), self.fake_index,
+                                            self.p_fake, self.in_domain(self.domain_scores(images)),
+                                            self.min_confidence))
         stacked = np.concatenate(logits) if logits else np.empty((0, len(self.metadata.class_names)), np.float32)
-        probabilities = calibrated_probabilities(torch.from_numpy(stacked), self.metadata.temperature).numpy()
-        if not gate or self.domain is None:
+        probabilities = self.calibrated(stacked)
+        if not gate or (self.domain is None and self.recheck is None):
             return probabilities, None
-        return probabilities, (np.concatenate(scores) if scores else np.empty(0)) >= self.domain_threshold
+        return probabilities, np.concatenate(passed) if passed else np.empty(0, dtype=bool)
 
     def probabilities(self, files: list[bytes], batch_size: int = 128) -> np.ndarray:
         """Calibrated class probabilities (N x classes) for encoded files, exactly as served (``aligned``)."""

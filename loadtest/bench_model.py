@@ -5,8 +5,8 @@ batch size. This is the ceiling the server is measured against: the same work, m
     python -m loadtest.bench_model --artifacts build/artifacts --out loadtest/results/bare_model
 
 Threads as the handler sets them (handlers/model-config.yaml). Writes bare_model.json/.md. ``--gate-cost``
-adds the domain gate's share of throughput: the same pipeline with the gate on and off, in alternating blocks
-of batches in one run so that a noisy machine slows both alike.
+adds the share of throughput the domain gate and the JPEG recheck take: the same pipeline with each check on
+and off, in alternating blocks of batches in one run so that a noisy machine slows both alike.
 """
 
 from __future__ import annotations
@@ -66,10 +66,17 @@ def measure(artifacts: Path, backend_name: str, batch_sizes: list[int], images: 
     return rows
 
 
-def gate_cost(artifacts: Path, backend_name: str, batch_size: int, images: list[bytes], rounds: int,
-              gpu_id: int | None = None, block: int = GATE_BLOCK) -> dict[str, float]:
-    """Throughput with the archive's settings (domain gate on) and with ``domain_threshold: off``, in
-    alternating blocks of ``block`` batches; the gate's cost is the share of throughput it takes.
+CHECKS_OFF = {   # each check's cost: the archive's settings against the same with that check off
+    "domain gate": {"domain_threshold": DOMAIN_OFF},
+    "JPEG recheck": {"jpeg_recheck": False},
+    "both": {"domain_threshold": DOMAIN_OFF, "jpeg_recheck": False},
+}
+
+
+def check_cost(artifacts: Path, backend_name: str, batch_size: int, images: list[bytes], rounds: int,
+               check: str, gpu_id: int | None = None, block: int = GATE_BLOCK) -> dict[str, float]:
+    """Throughput with the archive's settings (every check on) and with ``check`` off (``CHECKS_OFF``), in
+    alternating blocks of ``block`` batches; the check's cost is the share of throughput it takes.
 
     Blocks, not single batches: work in one batch can slow the next (threads still spinning, caches
     refilled; numpy's OpenBLAS threads did so until the k-NN moved to torch), so batch-by-batch
@@ -77,7 +84,7 @@ def gate_cost(artifacts: Path, backend_name: str, batch_size: int, images: list[
     absorbs that carry-over and is not counted."""
     on = DetectorPipeline.load(artifacts, ARTIFACTS[backend_name], archive_settings(), gpu_id)
     off = DetectorPipeline.load(artifacts, ARTIFACTS[backend_name],
-                                dataclasses.replace(archive_settings(), domain_threshold=DOMAIN_OFF), gpu_id)
+                                dataclasses.replace(archive_settings(), **CHECKS_OFF[check]), gpu_id)
     requests = [{"body": images[i % len(images)]} for i in range(batch_size)]
     seconds = {"on": 0.0, "off": 0.0}
     for _ in range(rounds):
@@ -87,11 +94,11 @@ def gate_cost(artifacts: Path, backend_name: str, batch_size: int, images: list[
             for _ in range(block):
                 pipeline.run(requests)
             seconds[name] += time.perf_counter() - begin
-    with_gate, without = (rounds * block * batch_size / seconds[name] for name in ("on", "off"))
-    row = {"batch_size": batch_size, "rounds": rounds, "block": block,
-           "images_per_second_with_gate": round(with_gate, 1), "images_per_second_without": round(without, 1),
-           "gate_cost": round(1 - with_gate / without, 4)}
-    print(f"[bench] {backend_name} domain gate: {row}", flush=True)
+    with_check, without = (rounds * block * batch_size / seconds[name] for name in ("on", "off"))
+    row = {"check": check, "batch_size": batch_size, "rounds": rounds, "block": block,
+           "images_per_second_with": round(with_check, 1), "images_per_second_without": round(without, 1),
+           "cost": round(1 - with_check / without, 4)}
+    print(f"[bench] {backend_name} {check}: {row}", flush=True)
     return row
 
 
@@ -103,8 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO / "loadtest" / "results" / "bare_model")
     parser.add_argument("--backends", default=",".join(ARTIFACTS), help="those whose artifact exists are measured")
     parser.add_argument("--gate-cost", type=int, default=0, metavar="ROUNDS",
-                        help="also measure the domain gate's share of throughput at the largest batch size, over "
-                             f"ROUNDS alternating blocks of {GATE_BLOCK} batches with and without it")
+                        help="also measure the share of throughput the domain gate, the JPEG recheck and both take at "
+                             f"the largest batch size, over ROUNDS alternating blocks of {GATE_BLOCK} batches with and "
+                             "without them")
     parser.add_argument("--gpu", type=int, default=None,
                         help="GPU id, as TorchServe assigns one to a worker (ONNX models run on it only where "
                              "onnxruntime has the CUDA provider; otherwise on the CPU: measure --backends torchscript)")
@@ -113,11 +121,11 @@ def main(argv: list[str] | None = None) -> None:
     images = load_images(256)
     report = {name: measure(args.artifacts, name, sizes, images, args.seconds, args.gpu)
               for name in args.backends.split(",") if (args.artifacts / ARTIFACTS[name]).exists()}
-    costs = {name: gate_cost(args.artifacts, name, max(sizes), images, args.gate_cost, args.gpu)
-             for name in report if args.gate_cost}
+    costs = {name: [check_cost(args.artifacts, name, max(sizes), images, args.gate_cost, check, args.gpu)
+                    for check in CHECKS_OFF] for name in report if args.gate_cost}
     args.out.mkdir(parents=True, exist_ok=True)
     cpu = cpu_info()
-    (args.out / "bare_model.json").write_text(json.dumps({"cpu": cpu, **report, "domain_gate_cost": costs}, indent=2)
+    (args.out / "bare_model.json").write_text(json.dumps({"cpu": cpu, **report, "check_cost": costs}, indent=2)
                                               + "\n")
     device = select_device(args.gpu)
     lines = [f"CPU: {cpu_line(cpu)}" + (f"; GPU: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""), "",
@@ -126,11 +134,13 @@ def main(argv: list[str] | None = None) -> None:
     lines += [f"| {name} | {r['batch_size']} | {r['images_per_second']:.1f} | {r['batch_ms_p50']:.1f} | {r['batch_ms_p95']:.1f} "
               f"| {r['backend_ms_p50']:.1f} | {r['domain_gate_ms_p50']:.1f} |" for name, rows in report.items() for r in rows]
     if costs:
-        lines += ["", "Domain gate's share of throughput (gate on vs domain_threshold: off, alternating blocks of "
-                  f"{GATE_BLOCK} batches):", "",
-                  "| backend | batch size | images/s with gate | without | cost |", "|---|---|---|---|---|"]
-        lines += [f"| {name} | {c['batch_size']} | {c['images_per_second_with_gate']:.1f} | "
-                  f"{c['images_per_second_without']:.1f} | {100 * c['gate_cost']:.1f} % |" for name, c in costs.items()]
+        lines += ["", "Share of throughput each check takes (the archive's settings vs the same with the check off, "
+                  f"alternating blocks of {GATE_BLOCK} batches; CIFAKE test images, about half answered FAKE and so "
+                  "rechecked):", "",
+                  "| backend | check | batch size | images/s with it | without | cost |", "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {c['check']} | {c['batch_size']} | {c['images_per_second_with']:.1f} | "
+                  f"{c['images_per_second_without']:.1f} | {100 * c['cost']:.1f} % |"
+                  for name, rows in costs.items() for c in rows]
     (args.out / "bare_model.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

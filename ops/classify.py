@@ -38,7 +38,7 @@ class Result:
     p_fake: float | None = None
     model_version: str | None = None
     leaning: str | None = None      # for UNCERTAIN: the class the model leans to
-    reason: str | None = None       # for UNCERTAIN: out_of_domain or low_confidence
+    reason: str | None = None       # for UNCERTAIN: out_of_domain, low_confidence or compression_sensitive
     domain_score: float | None = None  # where the model has a domain gate
     error: str | None = None
 

@@ -22,7 +22,8 @@ import torch  # noqa: E402
 from detector.data import CifakeSource, LoadedSplit, choose_samples, content_sha256, load_split  # noqa: E402
 from detector.answer import selective_figures  # noqa: E402
 from detector.metadata import ModelMetadata  # noqa: E402
-from detector.model import calibrated_probabilities, load_model, predict_logits  # noqa: E402
+from detector.model import calibrated_probabilities, fake_probability, load_model, predict_logits  # noqa: E402
+from detector.recheck import JpegRecheck, passed_checks  # noqa: E402
 from export.domain_gate import offline_gate  # noqa: E402
 from training.metrics import classification_report, roc_curve  # noqa: E402
 from training.report_cli import report_parser, write_report  # noqa: E402
@@ -49,17 +50,23 @@ def evaluate(model_dir: Path, data: Path, split_name: str, limit: int | None = N
     seconds = time.monotonic() - started
     gate = offline_gate(metadata, data)
     in_domain = None if gate is None else gate.scores(loaded.images) >= gate.spec.threshold
+    probabilities = calibrated_probabilities(logits, metadata.temperature).numpy()
+    passed = passed_checks(JpegRecheck.of(metadata), loaded.images, probabilities,
+                           metadata.class_names.index("FAKE"), fake_probability(model, metadata, batch_size, precision),
+                           in_domain, metadata.min_confidence)
     report: dict[str, Any] = {
         "model": {"architecture": metadata.architecture, "version": metadata.version, "align_size": metadata.align_size,
                   "temperature": metadata.temperature, "training_data_sha256": metadata.training_data_sha256},
         "data": str(data), "split": split_name, "precision": precision,
         "images_per_second": round(len(loaded.labels) / seconds, 1),
         "full": classification_report(logits, loaded.labels, metadata.class_names, metadata.temperature),
-        "abstention": selective_figures(calibrated_probabilities(logits, metadata.temperature).numpy(), loaded.labels,
-                                        metadata.min_confidence, in_domain),
+        "abstention": selective_figures(probabilities, loaded.labels, metadata.min_confidence, passed),
     }
     if in_domain is not None:
         report["abstention"].update(domain_threshold=gate.spec.threshold, out_of_domain=float((~in_domain).mean()))
+    if metadata.jpeg_recheck is not None:
+        turned_away = ~passed & (True if in_domain is None else in_domain)
+        report["abstention"]["compression_sensitive"] = float(turned_away.mean())
     if split_name == "test" and not limit:
         duplicates = train_duplicate_mask(source, loaded)
         if duplicates is not None:
@@ -90,8 +97,11 @@ def markdown(report: dict[str, Any]) -> str:
     abstention = report["abstention"]
     gate = (f" or below domain score {abstention['domain_threshold']:.4f} (out of domain: "
             f"{abstention['out_of_domain']:.2%} of the split)" if "domain_threshold" in abstention else "")
+    rechecked_away = round(abstention.get("compression_sensitive", 0.0) * report["full"]["count"])
+    recheck = (f", and where a FAKE answer leans REAL once re-encoded like CIFAKE (the JPEG recheck: "
+               f"{rechecked_away} image{'' if rechecked_away == 1 else 's'})" if "compression_sensitive" in abstention else "")
     lines += ["", f"As served, UNCERTAIN below calibrated confidence {abstention['min_confidence']:.4f}{gate} (fitted on "
-              f"validation): {abstention['coverage']:.2%} of the split answered REAL or FAKE, "
+              f"validation){recheck}: {abstention['coverage']:.2%} of the split answered REAL or FAKE, "
               f"{abstention['accuracy_answered']:.2%} of those right. The table above is the forced binary answer."]
     matrix = report["full"]["confusion_matrix"]["matrix"]
     lines += ["", "Confusion matrix (full split; rows true, columns predicted):", "",

@@ -93,9 +93,10 @@ def fit_temperature(logits: torch.Tensor, labels: np.ndarray) -> float:
 
 
 def fit_abstention(probabilities: np.ndarray, labels: np.ndarray, coverage: float,
-                   in_domain: np.ndarray | None = None) -> dict[str, Any]:
-    """The UNCERTAIN threshold that, with the domain gate's verdicts (``in_domain``; None: no gate), answers
-    ``coverage`` of these (validation) images, and what it gives there; ``coverage`` 1.0 never abstains."""
-    threshold = fit_min_confidence(probabilities, coverage, in_domain) if coverage < 1.0 else 0.0
+                   passed: np.ndarray | None = None) -> dict[str, Any]:
+    """The UNCERTAIN threshold that, with the other checks' verdicts (``passed``: the domain gate and the JPEG
+    recheck; None: neither), answers ``coverage`` of these (validation) images, and what it gives there;
+    ``coverage`` 1.0 never abstains."""
+    threshold = fit_min_confidence(probabilities, coverage, passed) if coverage < 1.0 else 0.0
     return {"fitted_on": "validation", "target_coverage": coverage,
-            **selective_figures(probabilities, labels, threshold, in_domain)}
+            **selective_figures(probabilities, labels, threshold, passed)}

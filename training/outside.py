@@ -72,11 +72,11 @@ def read_outside_folder(folder: Path) -> list[OutsideImage]:
 
 
 def answer_counts(truth: np.ndarray, probabilities: np.ndarray, min_confidence: float,
-                  in_domain: np.ndarray | None = None) -> dict[str, Any]:
+                  passed: np.ndarray | None = None) -> dict[str, Any]:
     """How many were answered REAL / FAKE / UNCERTAIN as the server answers (``detector.answer``), and the share
     of all images answered wrongly: UNCERTAIN is not wrong, but not answered either (``truth`` True = FAKE;
-    ``probabilities`` N x (REAL, FAKE); ``in_domain``: False where a domain check would also abstain)."""
-    kept = answered(probabilities, min_confidence) & (True if in_domain is None else in_domain)
+    ``probabilities`` N x (REAL, FAKE); ``passed``: False where the domain gate or the JPEG recheck abstains)."""
+    kept = answered(probabilities, min_confidence) & (True if passed is None else passed)
     answered_fake = probabilities.argmax(axis=1) == 1
     wrong = kept & (answered_fake != truth.astype(bool))
     return {"images": int(len(truth)), "answered_real": int((kept & ~answered_fake).sum()),
@@ -115,38 +115,39 @@ def evaluate(model_dir: Path, outside: Path, data: Path, cifake_images: int,
     metadata, threshold = pipeline.metadata, pipeline.min_confidence
     images = read_outside_folder(outside)
     truth = np.array([image.truth == "FAKE" for image in images])
-    probabilities, in_domain = pipeline.assess([image.path.read_bytes() for image in images])
-    in_domain = np.ones(len(images), dtype=bool) if in_domain is None else in_domain
+    probabilities, passed = pipeline.assess([image.path.read_bytes() for image in images])
+    passed = np.ones(len(images), dtype=bool) if passed is None else passed
     print(f"[outside] {outside}: {len(images)} images scored", file=sys.stderr, flush=True)
     per_generator = {}
     for generator in sorted({image.generator for image in images}, key=lambda g: (g != "camera", g)):
         chosen = np.array([image.generator == generator for image in images])
-        per_generator[generator] = answer_counts(truth[chosen], probabilities[chosen], threshold, in_domain[chosen])
-    scored = {f"outside folder ({len(images)})": (truth, probabilities, in_domain)}
+        per_generator[generator] = answer_counts(truth[chosen], probabilities[chosen], threshold, passed[chosen])
+    scored = {f"outside folder ({len(images)})": (truth, probabilities, passed)}
     report: dict[str, Any] = {
         "model_version": metadata.version, "outside": str(outside), "seed": seed,
         "min_confidence": threshold, "domain_threshold": pipeline.domain_threshold,
-        "classes": {"real photos": answer_counts(truth[~truth], probabilities[~truth], threshold, in_domain[~truth]),
-                    "generated images": answer_counts(truth[truth], probabilities[truth], threshold, in_domain[truth])},
+        "jpeg_recheck": pipeline.recheck is not None,
+        "classes": {"real photos": answer_counts(truth[~truth], probabilities[~truth], threshold, passed[~truth]),
+                    "generated images": answer_counts(truth[truth], probabilities[truth], threshold, passed[truth])},
         "per_generator": per_generator,
         "roc_auc_real_vs_generated": roc_auc(truth, probabilities[:, 1]),
         "package_photos": {},
     }
     for name, files in outside_photos(seed).items():
-        photo_probabilities, photo_in_domain = pipeline.assess(files)
+        photo_probabilities, photo_passed = pipeline.assess(files)
         report["package_photos"][name] = answer_counts(np.zeros(len(files), dtype=bool), photo_probabilities, threshold,
-                                                       photo_in_domain)
+                                                       photo_passed)
     source = CifakeSource(data, metadata.class_names)
     chosen = choose_samples(source.split("test"), cifake_images, seed)
     cifake_truth = np.array([sample.label == metadata.class_names.index("FAKE") for sample in chosen])
-    cifake_probabilities, cifake_in_domain = pipeline.assess([source.read_bytes(sample) for sample in chosen])
-    report["cifake_test_sample"] = answer_counts(cifake_truth, cifake_probabilities, threshold, cifake_in_domain)
+    cifake_probabilities, cifake_passed = pipeline.assess([source.read_bytes(sample) for sample in chosen])
+    report["cifake_test_sample"] = answer_counts(cifake_truth, cifake_probabilities, threshold, cifake_passed)
     scored[f"CIFAKE test sample ({len(chosen)})"] = (
         cifake_truth, cifake_probabilities,
-        np.ones(len(chosen), dtype=bool) if cifake_in_domain is None else cifake_in_domain)
-    # most confident first, out-of-domain pictures last: the order in which the served gates give answers up
-    curves = {name: risk_coverage(set_truth, set_probabilities, set_probabilities.max(axis=1) - ~set_in_domain)
-              for name, (set_truth, set_probabilities, set_in_domain) in scored.items()}
+        np.ones(len(chosen), dtype=bool) if cifake_passed is None else cifake_passed)
+    # most confident first, pictures another check turns away last: the order in which the served gates give answers up
+    curves = {name: risk_coverage(set_truth, set_probabilities, set_probabilities.max(axis=1) - ~set_passed)
+              for name, (set_truth, set_probabilities, set_passed) in scored.items()}
     report["risk_coverage"] = {name: {f"{share:.0%}": risk_at(coverage, risk, share) for share in COVERAGES}
                                for name, (coverage, risk) in curves.items()}
     return report, curves
@@ -166,9 +167,11 @@ def markdown(report: dict[str, Any]) -> str:
              f"and FAKE for a generated image; UNCERTAIN below calibrated confidence {report['min_confidence']:.4f} "
              + (f"or below domain score {report['domain_threshold']:.4f} (out of domain) "
                 if report.get("domain_threshold") is not None else "") +
-             "(the model's thresholds, fitted on CIFAKE validation). *Answered wrongly* is a share of all the "
-             "set's images. The risk-coverage table sweeps the confidence threshold, out-of-domain pictures "
-             "answered last.", "",
+             "(the model's thresholds, fitted on CIFAKE validation)"
+             + (", and where a FAKE answer leans REAL once the picture is re-encoded like CIFAKE (the JPEG "
+                "recheck)" if report.get("jpeg_recheck") else "") +
+             ". *Answered wrongly* is a share of all the set's images. The risk-coverage table sweeps the "
+             "confidence threshold, pictures another check turns away answered last.", "",
              f"**Real photos answered FAKE: {real['answered_fake']} of {real['images']} ({real['wrong']:.1%}).** "
              f"ROC-AUC of P(FAKE), real vs generated: {report['roc_auc_real_vs_generated']:.3f}.", "",
              "## By class", "", *header]

@@ -54,13 +54,15 @@ def finished_config(run: Path) -> TrainConfig:
     return config
 
 
-def carry_domain_gate(model: Path, staging: Path) -> None:
-    """The model folder's domain gate (its spec; the threshold is refitted) goes to the promoted weights."""
+def carry_checks(model: Path, staging: Path) -> None:
+    """The model folder's domain gate (its spec; the threshold is refitted) and JPEG recheck go to the promoted
+    weights."""
     if not (model / METADATA_FILENAME).is_file():
         return
-    gate = ModelMetadata.load(model).domain_gate
-    if gate is not None:
-        replace(ModelMetadata.load(staging), domain_gate=gate).save(staging)
+    current = ModelMetadata.load(model)
+    promoted = ModelMetadata.load(staging)
+    replace(promoted, domain_gate=current.domain_gate or promoted.domain_gate,
+            jpeg_recheck=current.jpeg_recheck or promoted.jpeg_recheck).save(staging)
 
 
 def promote(run: Path, model: Path, data: Path) -> list[str]:
@@ -75,7 +77,7 @@ def promote(run: Path, model: Path, data: Path) -> list[str]:
         for name in COPIED:
             shutil.copy2(run / name, staging / name)
         shutil.copytree(run / "reports", staging / "reports")
-        carry_domain_gate(model, staging)
+        carry_checks(model, staging)
         fit = abstention.refit(staging, data)
         print(f"[promote] UNCERTAIN below confidence {fit['min_confidence']:.4f} ({fit['coverage']:.2%} of "
               "validation answered)", file=sys.stderr, flush=True)

@@ -83,9 +83,9 @@ def cifake_conditions(pipeline: DetectorPipeline, data: Path, count: int, seed: 
     rows = []
     for name, transform in CONDITIONS.items():
         files = originals if transform is None else [transform(image) for image in decoded]
-        probabilities, in_domain = pipeline.assess(files)
+        probabilities, passed = pipeline.assess(files)
         predicted = probabilities.argmax(axis=1)
-        kept = answered(probabilities, pipeline.min_confidence, in_domain)
+        kept = answered(probabilities, pipeline.min_confidence, passed)
         rows.append({"condition": name, "images": len(files), "accuracy": float((predicted == labels).mean()),
                      "real_recall": float((predicted[labels == 0] == 0).mean()),
                      "fake_recall": float((predicted[labels == 1] == 1).mean()),
@@ -137,7 +137,8 @@ def markdown(report: dict[str, Any]) -> str:
              "answer. *As served*: right answers among all images, an UNCERTAIN answer counting as a miss "
              f"(confidence threshold {report['min_confidence']:.4f}"
              + (f", domain threshold {report['domain_threshold']:.4f}" if report.get("domain_threshold") is not None
-                else "") + "); *answered*: the share not UNCERTAIN.", "",
+                else "") + (", FAKE answers rechecked after re-encoding like CIFAKE" if report.get("jpeg_recheck")
+                            else "") + "); *answered*: the share not UNCERTAIN.", "",
              "| condition | accuracy | Δ vs clean | REAL recall | FAKE recall | as served | Δ vs clean | answered |",
              "|---|---|---|---|---|---|---|---|"]
     served_clean = report["cifake"][0]["served_accuracy"]
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     metadata = pipeline.metadata
     report = {"model_version": metadata.version, "align_size": metadata.align_size, "seed": args.seed,
               "min_confidence": pipeline.min_confidence, "domain_threshold": pipeline.domain_threshold,
+              "jpeg_recheck": pipeline.recheck is not None,
               "cifake": cifake_conditions(pipeline, args.data, args.images, args.seed),
               "outside": outside_rows(pipeline, args.seed)}
     write_report(args.out, "robustness", report, markdown(report))

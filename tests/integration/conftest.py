@@ -61,5 +61,7 @@ def check_schema(body: dict) -> None:
         abstained = body["abstained"]
         if abstained["reason"] == "out_of_domain":
             assert abstained["domain_score"] == body["domain_score"] < abstained["threshold"]
+        elif abstained["reason"] == "compression_sensitive":
+            assert abstained["leaning"] == "FAKE" and abstained["fake_after_reencoding"] < 0.5
         else:
             assert abstained["reason"] == "low_confidence" and abstained["confidence"] < abstained["threshold"]

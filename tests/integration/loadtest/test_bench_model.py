@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loadtest.bench_model import gate_cost, measure
+import pytest
+
+from loadtest.bench_model import CHECKS_OFF, check_cost, measure
 
 
 def test_bare_model_benchmark_reports_each_batch_size(artifacts_dir: Path, cifake_images) -> None:
@@ -15,8 +17,10 @@ def test_bare_model_benchmark_reports_each_batch_size(artifacts_dir: Path, cifak
         assert 0 < row["backend_ms_p50"] < row["batch_ms_p50"]  # the model is a part of the stages' time
 
 
-def test_gate_cost_compares_the_same_pipeline_with_and_without_the_gate(artifacts_dir: Path, cifake_images) -> None:
-    row = gate_cost(artifacts_dir, "onnx", 2, [data for _, data in cifake_images], rounds=1, block=1)
-    assert row["images_per_second_with_gate"] > 0 and row["images_per_second_without"] > 0
-    ratio = row["images_per_second_with_gate"] / row["images_per_second_without"]   # of rounded figures
-    assert row["block"] == 1 and abs(row["gate_cost"] - (1 - ratio)) < 0.05
+@pytest.mark.parametrize("check", list(CHECKS_OFF))
+def test_check_cost_compares_the_same_pipeline_with_and_without_the_check(artifacts_dir: Path, cifake_images,
+                                                                          check: str) -> None:
+    row = check_cost(artifacts_dir, "onnx", 2, [data for _, data in cifake_images], rounds=1, check=check, block=1)
+    assert row["images_per_second_with"] > 0 and row["images_per_second_without"] > 0
+    ratio = row["images_per_second_with"] / row["images_per_second_without"]   # of rounded figures
+    assert row["check"] == check and row["block"] == 1 and abs(row["cost"] - (1 - ratio)) < 0.05

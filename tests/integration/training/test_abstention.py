@@ -1,4 +1,5 @@
-"""Refitting a model folder's UNCERTAIN thresholds (domain gate and confidence) on its own validation split."""
+"""Refitting a model folder's UNCERTAIN thresholds (domain gate, JPEG recheck and confidence) on its own validation
+split."""
 
 from __future__ import annotations
 
@@ -30,7 +31,13 @@ def test_refit_writes_the_threshold_and_its_validation_figures_and_nothing_else(
     gate = after.domain_gate   # the shipped model's gate, refitted on the same split
     assert gate is not None and gate["keep_validation"] == fit["domain_keep"] == 0.99
     assert fit["domain_threshold"] == gate["threshold"] and gate["split_seed"] == config["seed"]
-    abstention.main(["--model", str(model), "--data", str(cifake_dir), "--coverage", "0.9", "--domain-keep", "0"])
+    assert after.jpeg_recheck == before.jpeg_recheck is not None and 0.0 <= fit["compression_sensitive"] < 0.01
+    abstention.main(["--model", str(model), "--data", str(cifake_dir), "--coverage", "0.9", "--domain-keep", "0",
+                     "--jpeg-recheck", "off"])
     ungated = ModelMetadata.load(model)
     assert ungated.domain_gate is None and "domain_threshold" not in ungated.metrics["abstention"]
+    assert ungated.jpeg_recheck is None and "compression_sensitive" not in ungated.metrics["abstention"]
     assert ungated.min_confidence >= after.min_confidence   # the confidence gate alone answers 90 %
+    abstention.main(["--model", str(model), "--data", str(cifake_dir), "--coverage", "0.9", "--domain-keep", "0",
+                     "--jpeg-recheck", "on"])
+    assert ModelMetadata.load(model).jpeg_recheck == before.jpeg_recheck   # CIFAKE's tables, read from its files

@@ -41,10 +41,11 @@ def plain(colour: tuple[int, int, int], side: int = 40) -> bytes:
 
 @pytest.fixture(scope="module")
 def gated_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped weights with a colour gate whose references are reddish pictures."""
+    """The shipped weights with a colour gate whose references are reddish pictures (and no JPEG recheck: the
+    gate alone)."""
     folder = tmp_path_factory.mktemp("gated")
     shutil.copy2(MODEL_DIR / WEIGHTS_FILENAME, folder / WEIGHTS_FILENAME)
-    metadata = dataclasses.replace(ModelMetadata.load(MODEL_DIR), domain_gate=SPEC.to_dict())
+    metadata = dataclasses.replace(ModelMetadata.load(MODEL_DIR), domain_gate=SPEC.to_dict(), jpeg_recheck=None)
     metadata.save(folder)
     export_onnx(MeanColour(), folder / EXTRACTOR_NAME, metadata.input_size, output_name="features")
     reds = np.array([[200 + i, 40, 30] for i in range(5)], dtype=np.float32)

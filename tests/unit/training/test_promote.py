@@ -6,21 +6,23 @@ from pathlib import Path
 
 from detector.domain import DomainGateSpec
 from detector.metadata import ModelMetadata
-from training.promote import carry_domain_gate
+from training.promote import carry_checks
+
+RECHECK = {"quantization": [[1] * 64, [2] * 64], "subsampling": "4:2:0"}
 
 
-def test_the_model_folders_domain_gate_carries_over_to_the_promoted_weights(tmp_path: Path) -> None:
+def test_the_model_folders_domain_gate_and_recheck_carry_over_to_the_promoted_weights(tmp_path: Path) -> None:
     model, staging = tmp_path / "model", tmp_path / "staging"
     model.mkdir()
     staging.mkdir()
     gate = DomainGateSpec(align_size=96, threshold=0.5).to_dict()
     ModelMetadata(version="staged").save(staging)
-    carry_domain_gate(model, staging)                       # a first model: nothing to carry
-    assert ModelMetadata.load(staging).domain_gate is None
+    carry_checks(model, staging)                            # a first model: nothing to carry
+    assert ModelMetadata.load(staging).domain_gate is None and ModelMetadata.load(staging).jpeg_recheck is None
     ModelMetadata(version="0.4.1").save(model)
-    carry_domain_gate(model, staging)                       # the model in place has no gate
-    assert ModelMetadata.load(staging).domain_gate is None
-    ModelMetadata(version="0.4.1", domain_gate=gate).save(model)
-    carry_domain_gate(model, staging)
+    carry_checks(model, staging)                            # the model in place has neither
+    assert ModelMetadata.load(staging).domain_gate is None and ModelMetadata.load(staging).jpeg_recheck is None
+    ModelMetadata(version="0.4.4", domain_gate=gate, jpeg_recheck=RECHECK).save(model)
+    carry_checks(model, staging)
     staged = ModelMetadata.load(staging)
-    assert staged.domain_gate == gate and staged.version == "staged"
+    assert staged.domain_gate == gate and staged.jpeg_recheck == RECHECK and staged.version == "staged"
