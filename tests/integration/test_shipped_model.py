@@ -19,7 +19,7 @@ from detector.backends import batched_outputs, load_backend
 from detector.data import CifakeSource, choose_samples, load_split
 from detector.hardware import cpu_line
 from detector.model import calibrated_probabilities, fake_probability, load_model, predict_logits
-from detector.pipeline import DetectorPipeline
+from detector.pipeline import DOMAIN_OFF, DetectorPipeline, HandlerSettings
 from detector.preprocessing import decode_image
 from detector.recheck import JpegRecheck, passed_checks
 from export.domain_gate import offline_gate, offline_pipeline
@@ -119,3 +119,17 @@ def test_upscaled_reuploads_lose_at_most_today_s_share_as_served(served_pipeline
         upscaled = served_accuracy([CONDITIONS[f"upscaled to {side} px, JPEG 90"](image) for image in decoded])
         print(f"as served: clean {clean:.2%}, upscaled to {side} px {upscaled:.2%}")
         assert clean - upscaled <= 0.08, side
+
+
+def test_readme_recheck_example_is_answered_as_documented(served_pipeline: DetectorPipeline) -> None:
+    """README's compression_sensitive example: a camera photo the network alone calls FAKE, which leans REAL once
+    re-encoded like CIFAKE."""
+    import skimage
+
+    photo = (Path(skimage.__file__).parent / "data" / "motorcycle_left.png").read_bytes()
+    response = served_pipeline.run([{"body": photo}]).responses[0]
+    assert response["label"] == "UNCERTAIN" and response["abstained"]["reason"] == "compression_sensitive"
+    assert response["abstained"]["leaning"] == "FAKE" and response["abstained"]["fake_after_reencoding"] < 0.1
+    unchecked = DetectorPipeline(served_pipeline.model_dir, served_pipeline.metadata, served_pipeline.backend,
+                                 HandlerSettings(domain_threshold=DOMAIN_OFF, jpeg_recheck=False), "unchecked")
+    assert unchecked.run([{"body": photo}]).responses[0]["label"] == "FAKE"   # what `jpeg_recheck: off` answers
