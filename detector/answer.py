@@ -19,6 +19,7 @@ UNCERTAIN = "UNCERTAIN"
 OUT_OF_DOMAIN = "out_of_domain"
 LOW_CONFIDENCE = "low_confidence"
 COMPRESSION_SENSITIVE = "compression_sensitive"   # the JPEG recheck (detector.recheck)
+RECHECK_CUTOFF = 0.5   # a rechecked FAKE answer stands while P(FAKE) of the re-encoded picture is at least this
 
 
 def forced_label(response: dict[str, Any]) -> str:
@@ -44,7 +45,7 @@ def answer(probabilities: np.ndarray, class_names: tuple[str, ...], min_confiden
                                                   "threshold": domain_threshold, **leaning}}
     if confidence < min_confidence:
         return {"label": UNCERTAIN, "abstained": {"reason": LOW_CONFIDENCE, "threshold": min_confidence, **leaning}}
-    if class_names[index] == "FAKE" and fake_after_reencoding is not None and fake_after_reencoding < 0.5:
+    if class_names[index] == "FAKE" and fake_after_reencoding is not None and fake_after_reencoding < RECHECK_CUTOFF:
         return {"label": UNCERTAIN, "abstained": {"reason": COMPRESSION_SENSITIVE,
                                                   "fake_after_reencoding": round(float(fake_after_reencoding), 6),
                                                   **leaning}}

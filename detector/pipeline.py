@@ -429,11 +429,13 @@ class DetectorPipeline:
             raise InvalidImageError(f"file {first_index + position}: {error}", error.status, error.kind)
         return prepared.images
 
-    def assess(self, files: list[bytes], batch_size: int = 128,
-               gate: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    def assess(self, files: list[bytes], batch_size: int = 128, gate: bool = True,
+               recheck_all: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Calibrated class probabilities (N x classes) for encoded files and, per file, whether the domain gate
         and the JPEG recheck let it be answered (False: UNCERTAIN whatever the confidence; None where neither
-        runs), exactly as served (``aligned``)."""
+        runs), exactly as served (``aligned``). The server rechecks only pictures confident enough to be
+        answered; ``recheck_all`` rechecks every FAKE-leaning one (the same answers at the served threshold, and
+        the verdicts a sweep over lower thresholds needs)."""
         logits, passed = [], []
         for start in range(0, len(files), batch_size):
             images = self.aligned(files[start:start + batch_size], start)
@@ -441,7 +443,7 @@ class DetectorPipeline:
             if gate:
                 passed.append(passed_checks(self.recheck, images, self.calibrated(logits[-1]), self.fake_index,
                                             self.p_fake, self.in_domain(self.domain_scores(images)),
-                                            self.min_confidence))
+                                            0.0 if recheck_all else self.min_confidence))
         stacked = np.concatenate(logits) if logits else np.empty((0, len(self.metadata.class_names)), np.float32)
         probabilities = self.calibrated(stacked)
         if not gate or (self.domain is None and self.recheck is None):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, JpegImagePlugin
 
-from detector.answer import answered
+from detector.answer import RECHECK_CUTOFF, answered
 
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}   # Pillow's codes
 
@@ -46,7 +46,7 @@ class JpegRecheck:
         """The model's recheck (``metadata.jpeg_recheck``), None where it has none."""
         raw = metadata.jpeg_recheck
         return None if raw is None else cls(tuple(tuple(int(v) for v in t) for t in raw["quantization"]),
-                                            raw["subsampling"])
+                                            raw.get("subsampling", "4:2:0"))
 
     @classmethod
     def read(cls, jpeg_file: bytes) -> "JpegRecheck":
@@ -55,7 +55,11 @@ class JpegRecheck:
         if image.format != "JPEG":
             raise ValueError(f"the JPEG recheck reads its tables from a JPEG training file, not {image.format}")
         codes = {code: name for name, code in SUBSAMPLING.items()}
-        subsampling = codes.get(JpegImagePlugin.get_sampling(image), "4:2:0")
+        sampling = JpegImagePlugin.get_sampling(image)
+        if sampling not in codes:
+            raise ValueError(f"the JPEG training file's chroma subsampling (Pillow code {sampling}) is not one of "
+                             f"{sorted(SUBSAMPLING)}")
+        subsampling = codes[sampling]
         return cls(tuple(tuple(int(v) for v in image.quantization[key]) for key in sorted(image.quantization)),
                    subsampling)
 
@@ -89,7 +93,7 @@ class JpegRecheck:
 
 def survives(fake_after_reencoding: np.ndarray) -> np.ndarray:
     """False where a rechecked FAKE answer leans REAL once re-encoded (NaN: not rechecked, so kept)."""
-    return ~(fake_after_reencoding < 0.5)
+    return ~(fake_after_reencoding < RECHECK_CUTOFF)
 
 
 def passed_checks(recheck: JpegRecheck | None, images: np.ndarray, probabilities: np.ndarray, fake_index: int,

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from detector.answer import answered
 from detector.data import CifakeSource, load_split
 from detector.domain import DomainGate, DomainGateSpec
 from detector.metadata import ModelMetadata
@@ -71,8 +72,9 @@ def refit(model_dir: Path, data: Path, coverage: float | None = None, domain_kee
                                 config.abstention_coverage if coverage is None else coverage, passed)
     if spec is not None:
         abstention.update(domain_threshold=spec.threshold, domain_keep=spec.keep_validation)
-    if recheck is not None:
-        abstention["compression_sensitive"] = float((~passed & (True if in_domain is None else in_domain)).mean())
+    if recheck is not None:   # as served: confident, in-domain pictures the recheck turns away
+        served = answered(probabilities, abstention["min_confidence"], in_domain)
+        abstention["compression_sensitive"] = float((served & ~passed).mean())
     replace(metadata, min_confidence=abstention["min_confidence"], domain_gate=spec and spec.to_dict(),
             jpeg_recheck=recheck and recheck.to_dict(),
             metrics={**metadata.metrics, "abstention": abstention}).save(model_dir)

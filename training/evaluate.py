@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from detector.data import CifakeSource, LoadedSplit, choose_samples, content_sha256, load_split  # noqa: E402
-from detector.answer import selective_figures  # noqa: E402
+from detector.answer import answered, selective_figures  # noqa: E402
 from detector.metadata import ModelMetadata  # noqa: E402
 from detector.model import calibrated_probabilities, fake_probability, load_model, predict_logits  # noqa: E402
 from detector.recheck import JpegRecheck, passed_checks  # noqa: E402
@@ -64,9 +64,9 @@ def evaluate(model_dir: Path, data: Path, split_name: str, limit: int | None = N
     }
     if in_domain is not None:
         report["abstention"].update(domain_threshold=gate.spec.threshold, out_of_domain=float((~in_domain).mean()))
-    if metadata.jpeg_recheck is not None:
-        turned_away = ~passed & (True if in_domain is None else in_domain)
-        report["abstention"]["compression_sensitive"] = float(turned_away.mean())
+    if metadata.jpeg_recheck is not None:   # confident, in-domain pictures the recheck turns away
+        served = answered(probabilities, metadata.min_confidence, in_domain)
+        report["abstention"]["compression_sensitive"] = float((served & ~passed).mean())
     if split_name == "test" and not limit:
         duplicates = train_duplicate_mask(source, loaded)
         if duplicates is not None:

@@ -66,6 +66,10 @@ def test_the_tables_are_read_from_a_jpeg_and_travel_in_metadata(tmp_path: Path) 
         JpegRecheck.read(encode(Image.new("RGB", (32, 32)), "PNG"))
     with pytest.raises(ValueError, match="64 values"):
         JpegRecheck(((1, 2, 3),))
+    grey = io.BytesIO()
+    Image.new("L", (32, 32), 128).save(grey, "JPEG")
+    with pytest.raises(ValueError, match="subsampling"):
+        JpegRecheck.read(grey.getvalue())
 
 
 def test_reencoding_barely_moves_a_file_encoded_with_the_same_tables_and_smooths_noise() -> None:
@@ -106,8 +110,8 @@ def test_only_answerable_fake_leaning_pictures_are_rechecked() -> None:
 
 @pytest.fixture()
 def rechecking_pipeline(tmp_path: Path) -> DetectorPipeline:
-    def build(settings: HandlerSettings = HandlerSettings()) -> DetectorPipeline:
-        metadata = dataclasses.replace(ModelMetadata(min_confidence=0.6), jpeg_recheck=RECHECK.to_dict())
+    def build(settings: HandlerSettings = HandlerSettings(), min_confidence: float = 0.6) -> DetectorPipeline:
+        metadata = dataclasses.replace(ModelMetadata(min_confidence=min_confidence), jpeg_recheck=RECHECK.to_dict())
         return DetectorPipeline(tmp_path, metadata, ArtefactKeyedNetwork(), settings, "1.0")
     return build
 
@@ -134,3 +138,13 @@ def test_the_recheck_can_be_turned_off(rechecking_pipeline) -> None:
     assert pipeline.assess([rough])[1] is None
     with pytest.raises(ValueError, match="jpeg_recheck"):
         HandlerSettings.from_yaml({"jpeg_recheck": "sometimes"})
+
+
+def test_reports_can_recheck_pictures_below_the_threshold(rechecking_pipeline) -> None:
+    """The server leaves an unsure FAKE-leaning picture unrechecked (it is UNCERTAIN anyway); a report that
+    sweeps lower thresholds asks for the recheck's verdict on it too."""
+    pipeline = rechecking_pipeline(min_confidence=0.999999)
+    rough = encode(Image.fromarray(noisy(1).transpose(1, 2, 0)), "PNG")
+    assert pipeline.run([{"body": rough}]).responses[0]["abstained"]["reason"] == "low_confidence"
+    assert pipeline.assess([rough])[1].tolist() == [True]
+    assert pipeline.assess([rough], recheck_all=True)[1].tolist() == [False]
