@@ -201,21 +201,19 @@ def error_body(error: InvalidImageError) -> dict[str, Any]:
     return {"code": error.status, "type": error.kind, "message": str(error)}
 
 
-def answers(logits: np.ndarray, prepared: PreparedBatch, metadata: ModelMetadata, backend_name: str,
+def answers(probabilities: np.ndarray, prepared: PreparedBatch, metadata: ModelMetadata, backend_name: str,
             model_version: str, min_confidence: float, domain_scores: np.ndarray | None = None,
             domain_threshold: float | None = None,
             fake_after_reencoding: np.ndarray | None = None) -> list[dict[str, Any]]:
     """One JSON-serialisable response per request, in request order, naming the version that answered:
     REAL or FAKE, or UNCERTAIN (with the reason) below ``domain_threshold`` or ``min_confidence`` or where a
-    FAKE answer's JPEG recheck (``fake_after_reencoding``, NaN where not rechecked) leans REAL; both
-    probabilities always, and the domain score wherever the gate ran."""
-    probabilities = calibrated_probabilities(torch.from_numpy(np.asarray(logits)), metadata.temperature).numpy()
+    FAKE answer's JPEG recheck (``fake_after_reencoding``, NaN where not rechecked) leans REAL; both calibrated
+    ``probabilities`` (``DetectorPipeline.calibrated``) always, and the domain score wherever the gate ran."""
     slots: dict[int, dict[str, Any]] = {pos: error_body(err) for pos, err in prepared.errors.items()}
     for row, position in enumerate(prepared.positions):
         score = None if domain_scores is None else float(domain_scores[row])
         recheck = None if fake_after_reencoding is None else float(fake_after_reencoding[row])
-        given = answer(probabilities[row], metadata.class_names, min_confidence, score, domain_threshold,
-                       None if recheck is None or np.isnan(recheck) else recheck)
+        given = answer(probabilities[row], metadata.class_names, min_confidence, score, domain_threshold, recheck)
         slots[position] = {
             "label": given["label"],
             "probabilities": {name: float(probabilities[row, i]) for i, name in enumerate(metadata.class_names)},
@@ -370,13 +368,12 @@ class DetectorPipeline:
     def in_domain(self, domain_scores: np.ndarray | None) -> np.ndarray | None:
         return None if domain_scores is None else domain_scores >= self.domain_threshold
 
-    def fake_after_reencoding(self, images: np.ndarray, logits: np.ndarray,
+    def fake_after_reencoding(self, images: np.ndarray, probabilities: np.ndarray,
                               domain_scores: np.ndarray | None) -> np.ndarray | None:
         """The JPEG recheck's P(FAKE) for the pictures about to be answered FAKE (NaN for the others); None where
         the model has no recheck or it is off."""
         if self.recheck is None:
             return None
-        probabilities = self.calibrated(logits)
         eligible = answered(probabilities, self.min_confidence, self.in_domain(domain_scores))
         return self.recheck.fake_after_reencoding(images, probabilities, self.fake_index, self.p_fake, eligible)
 
@@ -387,9 +384,9 @@ class DetectorPipeline:
         """Calibrated P(FAKE) of a uint8 batch, one pass of the served backend."""
         return self.calibrated(self.backend(images))[:, self.fake_index]
 
-    def answer(self, logits: np.ndarray, prepared: PreparedBatch, domain_scores: np.ndarray | None = None,
+    def answer(self, probabilities: np.ndarray, prepared: PreparedBatch, domain_scores: np.ndarray | None = None,
                fake_after_reencoding: np.ndarray | None = None) -> list[dict[str, Any]]:
-        return answers(logits, prepared, self.metadata, self.backend.name, self.model_version, self.min_confidence,
+        return answers(probabilities, prepared, self.metadata, self.backend.name, self.model_version, self.min_confidence,
                        domain_scores, self.domain_threshold, fake_after_reencoding)
 
     def explainer(self) -> AlignedClassifier:
@@ -404,12 +401,13 @@ class DetectorPipeline:
         prepared = self.decode(requests)
         decoded = time.perf_counter()
         logits = self.infer(prepared)
+        probabilities = self.calibrated(logits)
         inferred = time.perf_counter()
         scores = self.domain_scores(prepared.images) if prepared.positions else None
         gated = time.perf_counter()
-        rechecked = self.fake_after_reencoding(prepared.images, logits, scores) if prepared.positions else None
+        rechecked = self.fake_after_reencoding(prepared.images, probabilities, scores) if prepared.positions else None
         recheck_ms = (time.perf_counter() - gated) * 1000 if self.recheck is not None else None
-        responses = self.answer(logits, prepared, scores, rechecked)
+        responses = self.answer(probabilities, prepared, scores, rechecked)
         if self.spectral is not None:
             add_spectral_opinion(responses, prepared, self.spectral)
         if explain:
@@ -436,17 +434,18 @@ class DetectorPipeline:
         runs), exactly as served (``aligned``). The server rechecks only pictures confident enough to be
         answered; ``recheck_all`` rechecks every FAKE-leaning one (the same answers at the served threshold, and
         the verdicts a sweep over lower thresholds needs)."""
+        checked = gate and (self.domain is not None or self.recheck is not None)
         logits, passed = [], []
         for start in range(0, len(files), batch_size):
             images = self.aligned(files[start:start + batch_size], start)
             logits.append(self.backend(images))
-            if gate:
+            if checked:
                 passed.append(passed_checks(self.recheck, images, self.calibrated(logits[-1]), self.fake_index,
                                             self.p_fake, self.in_domain(self.domain_scores(images)),
                                             0.0 if recheck_all else self.min_confidence))
         stacked = np.concatenate(logits) if logits else np.empty((0, len(self.metadata.class_names)), np.float32)
         probabilities = self.calibrated(stacked)
-        if not gate or (self.domain is None and self.recheck is None):
+        if not checked:
             return probabilities, None
         return probabilities, np.concatenate(passed) if passed else np.empty(0, dtype=bool)
 

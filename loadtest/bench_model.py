@@ -4,7 +4,7 @@ batch size. This is the ceiling the server is measured against: the same work, m
 
     python -m loadtest.bench_model --artifacts build/artifacts --out loadtest/results/bare_model
 
-Threads as the handler sets them (handlers/model-config.yaml). Writes bare_model.json/.md. ``--gate-cost``
+Threads as the handler sets them (handlers/model-config.yaml). Writes bare_model.json/.md. ``--check-cost``
 adds the share of throughput the domain gate and the JPEG recheck take: the same pipeline with each check on
 and off, in alternating blocks of batches in one run so that a noisy machine slows both alike.
 """
@@ -29,7 +29,7 @@ from export.variants import FORMATS
 from loadtest.images import load_images
 
 ARTIFACTS = FORMATS   # backend name -> artifact file (bf16: python -m export.variants)
-GATE_BLOCK = 4        # counted batches per block in --gate-cost
+CHECK_BLOCK = 4        # counted batches per block in --check-cost
 
 
 def archive_settings() -> HandlerSettings:
@@ -40,8 +40,8 @@ def archive_settings() -> HandlerSettings:
 def measure(artifacts: Path, backend_name: str, batch_sizes: list[int], images: list[bytes],
             seconds_per_size: float, gpu_id: int | None = None) -> list[dict[str, float]]:
     """img/s and per-batch latency (median, p95) for each batch size, through the very pipeline a worker
-    runs (``detector.pipeline``, self-check and domain gate included), and the backend's and the gate's share
-    of it (the model alone, host->device copy included when ``gpu_id`` names a GPU)."""
+    runs (``detector.pipeline``, self-check, domain gate and JPEG recheck included), and the backend's, the gate's
+    and the recheck's share of it (the model alone, host->device copy included when ``gpu_id`` names a GPU)."""
     pipeline = DetectorPipeline.load(artifacts, ARTIFACTS[backend_name], archive_settings(), gpu_id)
     if pipeline.backend.name == FALLBACK_NAME:   # a worker would serve fp32 instead: so is the figure
         print(f"[bench] {backend_name} failed its self-check on this CPU: measuring {FALLBACK_NAME}", flush=True)
@@ -49,19 +49,22 @@ def measure(artifacts: Path, backend_name: str, batch_sizes: list[int], images: 
     for size in batch_sizes:
         requests = [{"body": images[i % len(images)]} for i in range(size)]
         pipeline.run(requests)  # warm-up
-        latencies, backend_latencies, gate_latencies, started = [], [], [], time.perf_counter()
+        latencies, backend_latencies, gate_latencies, recheck_latencies = [], [], [], []
+        started = time.perf_counter()
         while time.perf_counter() - started < seconds_per_size or len(latencies) < 5:
             begin = time.perf_counter()
             result = pipeline.run(requests)
             latencies.append((time.perf_counter() - begin) * 1000)
             backend_latencies.append(result.backend_ms)
             gate_latencies.append(result.domain_ms or 0.0)
+            recheck_latencies.append(result.recheck_ms or 0.0)
         latencies.sort()
         rows.append({"batch_size": size, "images_per_second": round(1000 * size * len(latencies) / sum(latencies), 1),
                      "batch_ms_p50": round(statistics.median(latencies), 2),
                      "batch_ms_p95": round(latencies[int(0.95 * (len(latencies) - 1))], 2), "batches": len(latencies),
                      "backend_ms_p50": round(statistics.median(backend_latencies), 2),
-                     "domain_gate_ms_p50": round(statistics.median(gate_latencies), 2)})
+                     "domain_gate_ms_p50": round(statistics.median(gate_latencies), 2),
+                     "jpeg_recheck_ms_p50": round(statistics.median(recheck_latencies), 2)})
         print(f"[bench] {backend_name} batch {size}: {rows[-1]}", flush=True)
     return rows
 
@@ -74,7 +77,7 @@ CHECKS_OFF = {   # each check's cost: the archive's settings against the same wi
 
 
 def check_cost(artifacts: Path, backend_name: str, batch_size: int, images: list[bytes], rounds: int,
-               check: str, gpu_id: int | None = None, block: int = GATE_BLOCK) -> dict[str, float]:
+               check: str, gpu_id: int | None = None, block: int = CHECK_BLOCK) -> dict[str, float]:
     """Throughput with the archive's settings (every check on) and with ``check`` off (``CHECKS_OFF``), in
     alternating blocks of ``block`` batches; the check's cost is the share of throughput it takes.
 
@@ -109,9 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per batch size")
     parser.add_argument("--out", type=Path, default=REPO / "loadtest" / "results" / "bare_model")
     parser.add_argument("--backends", default=",".join(ARTIFACTS), help="those whose artifact exists are measured")
-    parser.add_argument("--gate-cost", type=int, default=0, metavar="ROUNDS",
+    parser.add_argument("--check-cost", type=int, default=0, metavar="ROUNDS",
                         help="also measure the share of throughput the domain gate, the JPEG recheck and both take at "
-                             f"the largest batch size, over ROUNDS alternating blocks of {GATE_BLOCK} batches with and "
+                             f"the largest batch size, over ROUNDS alternating blocks of {CHECK_BLOCK} batches with and "
                              "without them")
     parser.add_argument("--gpu", type=int, default=None,
                         help="GPU id, as TorchServe assigns one to a worker (ONNX models run on it only where "
@@ -121,8 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     images = load_images(256)
     report = {name: measure(args.artifacts, name, sizes, images, args.seconds, args.gpu)
               for name in args.backends.split(",") if (args.artifacts / ARTIFACTS[name]).exists()}
-    costs = {name: [check_cost(args.artifacts, name, max(sizes), images, args.gate_cost, check, args.gpu)
-                    for check in CHECKS_OFF] for name in report if args.gate_cost}
+    costs = {name: [check_cost(args.artifacts, name, max(sizes), images, args.check_cost, check, args.gpu)
+                    for check in CHECKS_OFF] for name in report if args.check_cost}
     args.out.mkdir(parents=True, exist_ok=True)
     cpu = cpu_info()
     (args.out / "bare_model.json").write_text(json.dumps({"cpu": cpu, **report, "check_cost": costs}, indent=2)
@@ -130,12 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     device = select_device(args.gpu)
     lines = [f"CPU: {cpu_line(cpu)}" + (f"; GPU: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""), "",
              "| backend | batch size | images/s | batch latency p50 (ms) | p95 (ms) | backend alone p50 (ms) | "
-             "domain gate p50 (ms) |", "|---|---|---|---|---|---|---|"]
+             "domain gate p50 (ms) | JPEG recheck p50 (ms) |", "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {name} | {r['batch_size']} | {r['images_per_second']:.1f} | {r['batch_ms_p50']:.1f} | {r['batch_ms_p95']:.1f} "
-              f"| {r['backend_ms_p50']:.1f} | {r['domain_gate_ms_p50']:.1f} |" for name, rows in report.items() for r in rows]
+              f"| {r['backend_ms_p50']:.1f} | {r['domain_gate_ms_p50']:.1f} | {r['jpeg_recheck_ms_p50']:.1f} |" for name, rows in report.items() for r in rows]
     if costs:
         lines += ["", "Share of throughput each check takes (the archive's settings vs the same with the check off, "
-                  f"alternating blocks of {GATE_BLOCK} batches; CIFAKE test images, about half answered FAKE and so "
+                  f"alternating blocks of {CHECK_BLOCK} batches; CIFAKE test images, about half answered FAKE and so "
                   "rechecked):", "",
                   "| backend | check | batch size | images/s with it | without | cost |", "|---|---|---|---|---|---|"]
         lines += [f"| {name} | {c['check']} | {c['batch_size']} | {c['images_per_second_with']:.1f} | "

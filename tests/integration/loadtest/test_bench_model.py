@@ -15,6 +15,7 @@ def test_bare_model_benchmark_reports_each_batch_size(artifacts_dir: Path, cifak
     for row in rows:
         assert row["images_per_second"] > 0 and 0 < row["batch_ms_p50"] <= row["batch_ms_p95"] and row["batches"] >= 5
         assert 0 < row["backend_ms_p50"] < row["batch_ms_p50"]  # the model is a part of the stages' time
+        assert 0 <= row["jpeg_recheck_ms_p50"] < row["batch_ms_p50"]   # the archive's settings recheck FAKE answers
 
 
 @pytest.mark.parametrize("check", list(CHECKS_OFF))

@@ -4,6 +4,7 @@ artifacts, no data, no server."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 
@@ -62,33 +63,35 @@ def test_decode_batch_keeps_good_requests_and_records_bad_ones() -> None:
     assert set(prepared.errors) == {1} and prepared.errors[1].status == 415
 
 
-def test_answers_apply_the_temperature_and_keep_request_order() -> None:
-    metadata = ModelMetadata(temperature=2.0, version="9.9.9")
+def test_the_pipeline_applies_the_temperature_and_answers_keep_request_order() -> None:
+    pipeline = DetectorPipeline.load(MODEL_DIR, settings=HandlerSettings(domain_threshold=DOMAIN_OFF))
+    pipeline.metadata = dataclasses.replace(pipeline.metadata, temperature=2.0)
     logits = np.array([[2.0, 0.0], [0.0, 3.0]], dtype=np.float32)
+    probabilities = pipeline.calibrated(logits)
+    assert np.allclose(probabilities, torch.softmax(torch.tensor(logits) / 2.0, dim=1).numpy(), atol=1e-6)
     prepared = PreparedBatch(images=np.zeros((2, 3, 32, 32), np.uint8), positions=[0, 2],
                              errors={1: InvalidImageError("bad", status=400)})
-    responses = answers(logits, prepared, metadata, "torchscript", "9.9.9-onnx", min_confidence=0.0)
+    responses = answers(probabilities, prepared, pipeline.metadata, "torchscript", "9.9.9-onnx", min_confidence=0.0)
     assert [r.get("label") for r in responses] == ["REAL", None, "FAKE"]
     assert not any("abstained" in r for r in responses)
     assert responses[1] == {"code": 400, "type": "InvalidImage", "message": "bad"}
-    expected = torch.softmax(torch.tensor(logits) / 2.0, dim=1).numpy()
-    assert responses[0]["probabilities"]["REAL"] == pytest.approx(float(expected[0, 0]), abs=1e-6)
-    assert responses[2]["probabilities"]["FAKE"] == pytest.approx(float(expected[1, 1]), abs=1e-6)
+    assert responses[0]["probabilities"]["REAL"] == pytest.approx(float(probabilities[0, 0]), abs=1e-6)
+    assert responses[2]["probabilities"]["FAKE"] == pytest.approx(float(probabilities[1, 1]), abs=1e-6)
     assert sum(responses[2]["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
     assert responses[0]["model_version"] == "9.9.9-onnx" and responses[0]["backend"] == "torchscript"
 
 
 def test_answers_below_the_operating_confidence_are_uncertain_with_the_reason() -> None:
     metadata = ModelMetadata(temperature=1.0, min_confidence=0.9)
-    logits = np.array([[0.0, 1.0], [0.0, 4.0], [3.0, 0.0]], dtype=np.float32)   # P(top) 0.731, 0.982, 0.953
+    probabilities = np.array([[0.269, 0.731], [0.018, 0.982], [0.953, 0.047]])
     prepared = PreparedBatch(images=np.zeros((3, 3, 32, 32), np.uint8), positions=[0, 1, 2])
-    responses = answers(logits, prepared, metadata, "onnx", "1.0", HandlerSettings.from_yaml({}).abstain_below(metadata))
+    responses = answers(probabilities, prepared, metadata, "onnx", "1.0", HandlerSettings.from_yaml({}).abstain_below(metadata))
     assert [r["label"] for r in responses] == ["UNCERTAIN", "FAKE", "REAL"]
     abstained = responses[0]["abstained"]
     assert abstained["reason"] == "low_confidence" and abstained["leaning"] == "FAKE" and abstained["threshold"] == 0.9
     assert abstained["confidence"] == pytest.approx(responses[0]["probabilities"]["FAKE"], abs=1e-6)
     assert "abstained" not in responses[1] and "abstained" not in responses[2]
-    forced = answers(logits, prepared, metadata, "onnx", "1.0", HandlerSettings.from_yaml({"min_confidence": "off"})
+    forced = answers(probabilities, prepared, metadata, "onnx", "1.0", HandlerSettings.from_yaml({"min_confidence": "off"})
                          .abstain_below(metadata))
     assert [r["label"] for r in forced] == ["FAKE", "FAKE", "REAL"]
 
@@ -129,7 +132,7 @@ def test_offline_probabilities_are_the_served_ones_and_refuse_an_undecodable_fil
     pipeline = DetectorPipeline.load(MODEL_DIR, settings=HandlerSettings(domain_threshold=DOMAIN_OFF))
     files = [encode(photo(64, 48, seed), "JPEG") for seed in range(3)]
     prepared = pipeline.decode([{"body": data} for data in files])
-    served = answers(pipeline.infer(prepared), prepared, pipeline.metadata, "eager", "1", 0.0)
+    served = answers(pipeline.calibrated(pipeline.infer(prepared)), prepared, pipeline.metadata, "eager", "1", 0.0)
     expected = np.array([[r["probabilities"]["REAL"], r["probabilities"]["FAKE"]] for r in served])
     assert np.allclose(pipeline.probabilities(files, batch_size=2), expected, atol=1e-6)
     with pytest.raises(InvalidImageError, match="^file 3: "):
