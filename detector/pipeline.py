@@ -435,16 +435,16 @@ class DetectorPipeline:
         answered; ``recheck_all`` rechecks every FAKE-leaning one (the same answers at the served threshold, and
         the verdicts a sweep over lower thresholds needs)."""
         checked = gate and (self.domain is not None or self.recheck is not None)
-        logits, passed = [], []
+        batches, passed = [], []
         for start in range(0, len(files), batch_size):
             images = self.aligned(files[start:start + batch_size], start)
-            logits.append(self.backend(images))
+            batches.append(self.calibrated(self.backend(images)))
             if checked:
-                passed.append(passed_checks(self.recheck, images, self.calibrated(logits[-1]), self.fake_index,
-                                            self.p_fake, self.in_domain(self.domain_scores(images)),
+                passed.append(passed_checks(self.recheck, images, batches[-1], self.fake_index, self.p_fake,
+                                            self.in_domain(self.domain_scores(images)),
                                             0.0 if recheck_all else self.min_confidence))
-        stacked = np.concatenate(logits) if logits else np.empty((0, len(self.metadata.class_names)), np.float32)
-        probabilities = self.calibrated(stacked)
+        probabilities = (np.concatenate(batches) if batches
+                         else np.empty((0, len(self.metadata.class_names)), np.float32))
         if not checked:
             return probabilities, None
         return probabilities, np.concatenate(passed) if passed else np.empty(0, dtype=bool)

@@ -29,7 +29,7 @@ from export.variants import FORMATS
 from loadtest.images import load_images
 
 ARTIFACTS = FORMATS   # backend name -> artifact file (bf16: python -m export.variants)
-CHECK_BLOCK = 4        # counted batches per block in --check-cost
+CHECK_BLOCK = 4       # counted batches per block in --check-cost
 
 
 def archive_settings() -> HandlerSettings:
