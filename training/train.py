@@ -87,6 +87,8 @@ def validate_config(config: TrainConfig) -> None:
                          f"{config.distill_weight} and {config.distill_temperature}")
     if config.distill_weight and not config.init_from:
         raise ValueError("distill_weight distils the init_from model: set init_from")
+    if config.first_trained_module and not (config.init_from or config.pretrained):
+        raise ValueError("first_trained_module keeps the earlier modules as they start: set init_from or pretrained")
     if config.outlier_weight < 0 or config.outlier_batch_size < 1:
         raise ValueError(f"outlier_weight must be >= 0 and outlier_batch_size >= 1, got {config.outlier_weight} "
                          f"and {config.outlier_batch_size}")
@@ -180,12 +182,38 @@ def build_state(config: TrainConfig, metadata: ModelMetadata, total_steps: int, 
         model.load_state_dict(load_weights(Path(config.init_from)))
         log(f"[init] weights from {config.init_from}")
     model = model.to(device, memory_format=memory_format(config))
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+    for module in frozen_modules(model, config.first_trained_module):
+        module.requires_grad_(False)
+    if config.first_trained_module:
+        log(f"[init] training from {config.first_trained_module} on: "
+            f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} of "
+            f"{sum(p.numel() for p in model.parameters()):,} parameters")
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.lr, momentum=config.momentum,
                                 nesterov=True, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps,
                                                     pct_start=config.warmup_fraction)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(device, config.precision) == torch.float16)
     return TrainState(model, optimizer, scheduler, scaler, device, Progress(), build_teacher(config, metadata, device))
+
+
+def frozen_modules(model: AlignedClassifier, first_trained: str | None) -> list[torch.nn.Module]:
+    """The backbone's top-level modules before ``first_trained``, in the order they are declared, which is the
+    order they run in for every backbone in detector/backbones.py; none when ``first_trained`` is None."""
+    if first_trained is None:
+        return []
+    names = [name for name, _ in model.backbone.named_children()]
+    if first_trained not in names:
+        raise ValueError(f"first_trained_module {first_trained!r} is not a top-level module of the "
+                         f"{model.architecture} backbone: choose from {names}")
+    return [module for _, module in list(model.backbone.named_children())[:names.index(first_trained)]]
+
+
+def set_training_mode(model: AlignedClassifier, config: TrainConfig) -> None:
+    """Training mode, except for the frozen modules: their batch norm keeps normalising with the statistics
+    the earlier layers were trained with, so the modules that learn see the features they will be served."""
+    model.train()
+    for module in frozen_modules(model, config.first_trained_module):
+        module.eval()
 
 
 def build_teacher(config: TrainConfig, metadata: ModelMetadata, device: torch.device) -> AlignedClassifier | None:
@@ -256,7 +284,7 @@ def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: 
     model.align_size = epoch.align_size
     if state.teacher is not None:
         state.teacher.align_size = epoch.align_size
-    model.train()
+    set_training_mode(model, config)
     order_seed = config.seed if config.order_seed is None else config.order_seed
     order = epoch_order(generator, len(data.train_images), epoch.images, order_seed, index).to(state.device)
     started, seen, running_loss = time.monotonic(), 0, 0.0

@@ -150,6 +150,26 @@ def test_a_distilling_fine_tune_learns_from_its_parents_answers(cifake_dir: Path
     assert ModelMetadata.load(tmp_path / "distilled").metrics["validation"]["count"] == 64
 
 
+def test_a_fine_tune_from_a_module_on_leaves_the_earlier_ones_exactly_as_its_parent(cifake_dir: Path, tmp_path: Path,
+                                                                                    capsys) -> None:
+    cpu = ["--data", str(cifake_dir), *TINY, "--device", "cpu"]
+    parent, tuned = tmp_path / "parent", tmp_path / "tuned"
+    train(resolve([*cpu, "--output", str(parent)])[0])
+    train(resolve([*cpu, "--output", str(tuned), "--init-from", str(parent), "--first-trained-module", "layer4",
+                   "--lr", "0.05"])[0])
+    assert "[init] training from layer4 on:" in capsys.readouterr().err
+    before = load_weights(parent)
+    after = torch.load(tuned / CHECKPOINT_NAME, weights_only=True)["model"]
+    early = [name for name in before if name.startswith(("backbone.conv1", "backbone.bn1", "backbone.layer1",
+                                                          "backbone.layer2", "backbone.layer3"))]
+    assert any("running_mean" in name for name in early)   # batch-norm statistics are checked too
+    for name in early:
+        assert torch.equal(after[name], before[name]), name
+    for name in ("backbone.layer4.1.conv2.weight", "backbone.layer4.1.bn2.running_mean", "backbone.fc.weight"):
+        assert not torch.equal(after[name], before[name]), name
+    assert json.loads((tuned / "config.json").read_text())["first_trained_module"] == "layer4"
+
+
 def test_outlier_exposure_makes_the_model_unsure_of_photos_unlike_cifake(cifake_dir: Path, tmp_path: Path,
                                                                          capsys) -> None:
     rng = np.random.default_rng(0)

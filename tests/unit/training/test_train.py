@@ -6,8 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from detector.metadata import ModelMetadata
+from detector.model import AlignedClassifier
 from training.config import TrainConfig
-from training.train import training_loss, validate_config
+from training.train import frozen_modules, set_training_mode, training_loss, validate_config
 
 LABELS = torch.tensor([0, 1, 1, 0])
 
@@ -51,7 +53,27 @@ def test_outlier_exposure_adds_the_outliers_distance_from_a_50_50_answer() -> No
     ({"outlier_weight": 0.5}, "needs outlier_bank"),
     ({"outlier_weight": -0.1, "outlier_bank": "bank.npz"}, "outlier_weight must be >= 0"),
     ({"outlier_weight": 0.5, "outlier_bank": "bank.npz", "outlier_batch_size": 0}, "outlier_batch_size >= 1"),
+    ({"first_trained_module": "layer4"}, "set init_from or pretrained"),
 ])
-def test_a_run_refuses_distillation_or_outlier_settings_it_cannot_use(changes: dict, message: str) -> None:
+def test_a_run_refuses_distillation_outlier_or_freezing_settings_it_cannot_use(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         validate_config(TrainConfig(**changes))
+
+
+def test_the_modules_before_the_first_trained_one_are_frozen_and_keep_their_batch_norm_statistics() -> None:
+    model = AlignedClassifier(ModelMetadata(architecture="resnet18"))
+    backbone = model.backbone
+    frozen = frozen_modules(model, "layer4")
+    assert frozen == [backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool,
+                      backbone.layer1, backbone.layer2, backbone.layer3]
+    assert frozen_modules(model, None) == []
+    assert frozen_modules(model, "conv1") == []
+    set_training_mode(model, TrainConfig(first_trained_module="layer4"))
+    assert not any(m.training for module in frozen for m in module.modules())
+    assert all(m.training for m in backbone.layer4.modules()) and backbone.fc.training
+    set_training_mode(model, TrainConfig())
+    assert all(m.training for m in model.modules())
+    small = AlignedClassifier(ModelMetadata(architecture="small_cnn", align_size=32))
+    assert frozen_modules(small, "fc") == [small.backbone.features]
+    with pytest.raises(ValueError, match=r"not a top-level module of the resnet18 backbone: choose from \['conv1'"):
+        frozen_modules(model, "layer5")
