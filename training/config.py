@@ -32,8 +32,8 @@ class TrainConfig:
                                           # (1 - w) * fine-tuned + w * parent (weight-space ensembling keeps
                                           # the parent's clean accuracy, the fine-tune's robustness stays)
     first_trained_module: str | None = None   # e.g. "layer4": the backbone's modules before it keep the weights and
-                                          # batch-norm statistics they start from and run without gradients, so
-                                          # a step costs a fraction of a full one (MODEL_CARD, stages 12 and 13)
+                                          # batch-norm statistics they start from and take no gradient (early
+                                          # features stay as served; docs/training.md)
     final_align_size: int = 224           # size the shipped model runs at (metadata.align_size)
     phases: list[Phase] = field(default_factory=lambda: [Phase(112, 3), Phase(224, 1, 30000)])
     seed: int = 0                         # validation split, subsets and (unless order_seed is set) batch order
