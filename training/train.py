@@ -87,6 +87,8 @@ def validate_config(config: TrainConfig) -> None:
                          f"{config.distill_weight} and {config.distill_temperature}")
     if config.distill_weight and not config.init_from:
         raise ValueError("distill_weight distils the init_from model: set init_from")
+    if config.blur_kernel != 0 and (config.blur_kernel < 3 or config.blur_kernel % 2 == 0):
+        raise ValueError(f"blur_kernel must be 0 (sized to each sigma) or an odd number >= 3, got {config.blur_kernel}")
     if config.first_trained_module and not (config.init_from or config.pretrained):
         raise ValueError("first_trained_module keeps the earlier modules as they start: set init_from or pretrained")
     if config.outlier_weight < 0 or config.outlier_batch_size < 1:

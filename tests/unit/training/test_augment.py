@@ -1,8 +1,10 @@
 """Augmentation: each operation does what it says, to the share of the batch it says, reproducibly."""
 
+import numpy as np
 import torch
+from PIL import Image, ImageFilter
 
-from training.augment import AugmentSettings, augment, blur, crop_and_flip, jpeg_reencode, swap_in_reuploads
+from training.augment import AugmentSettings, augment, blur, crop_and_flip, gaussian, jpeg_reencode, swap_in_reuploads
 
 
 def _batch(n: int = 16, seed: int = 0) -> torch.Tensor:
@@ -33,6 +35,21 @@ def test_blur_touches_about_the_requested_share():
     changed = sum(not torch.equal(a, b) for a, b in zip(out, images))
     assert 60 <= changed <= 140
     assert _high_frequency_energy(out) < _high_frequency_energy(images)
+
+
+def test_a_kernel_sized_to_the_sigma_blurs_like_an_image_editor_where_3x3_falls_short():
+    noise = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    editor = np.asarray(Image.fromarray(noise.numpy()).filter(ImageFilter.GaussianBlur(1.0)), dtype=np.float32)
+    image = noise.permute(2, 0, 1).float()
+
+    def distance(kernel: int) -> float:
+        return float(np.abs(gaussian(image, 1.0, kernel).permute(1, 2, 0).numpy() - editor)[4:-4, 4:-4].mean())
+
+    assert distance(0) < 0.3 * distance(3)
+    assert gaussian(image, 1.0, 0).shape == image.shape
+    images = _batch(16).float()
+    assert not torch.equal(blur(images, 1.0, 1.2, torch.Generator().manual_seed(5), kernel=0),
+                           blur(images, 1.0, 1.2, torch.Generator().manual_seed(5)))
 
 
 def test_crop_and_flip_without_padding_only_mirrors():

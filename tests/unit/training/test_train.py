@@ -54,8 +54,10 @@ def test_outlier_exposure_adds_the_outliers_distance_from_a_50_50_answer() -> No
     ({"outlier_weight": -0.1, "outlier_bank": "bank.npz"}, "outlier_weight must be >= 0"),
     ({"outlier_weight": 0.5, "outlier_bank": "bank.npz", "outlier_batch_size": 0}, "outlier_batch_size >= 1"),
     ({"first_trained_module": "layer4"}, "set init_from or pretrained"),
+    ({"blur_kernel": 4}, "blur_kernel must be 0"),
+    ({"blur_kernel": 1}, "blur_kernel must be 0"),
 ])
-def test_a_run_refuses_distillation_outlier_or_freezing_settings_it_cannot_use(changes: dict, message: str) -> None:
+def test_a_run_refuses_settings_it_cannot_use(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         validate_config(TrainConfig(**changes))
 
