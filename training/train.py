@@ -203,11 +203,12 @@ def frozen_modules(model: AlignedClassifier, first_trained: str | None) -> list[
     order they run in for every backbone in detector/backbones.py; none when ``first_trained`` is None."""
     if first_trained is None:
         return []
-    names = [name for name, _ in model.backbone.named_children()]
+    children = dict(model.backbone.named_children())
+    names = list(children)
     if first_trained not in names:
         raise ValueError(f"first_trained_module {first_trained!r} is not a top-level module of the "
                          f"{model.architecture} backbone: choose from {names}")
-    return [module for _, module in list(model.backbone.named_children())[:names.index(first_trained)]]
+    return list(children.values())[:names.index(first_trained)]
 
 
 def set_training_mode(model: AlignedClassifier, config: TrainConfig) -> None:

@@ -31,7 +31,7 @@ def test_jpeg_reencode_zero_probability_is_identity():
 
 def test_blur_touches_about_the_requested_share():
     images = _batch(400).float()
-    out = blur(images, 0.25, 0.8, torch.Generator().manual_seed(2))
+    out = blur(images, 0.25, 0.8, torch.Generator().manual_seed(2), 3)
     changed = sum(not torch.equal(a, b) for a, b in zip(out, images))
     assert 60 <= changed <= 140
     assert _high_frequency_energy(out) < _high_frequency_energy(images)
@@ -49,7 +49,7 @@ def test_a_kernel_sized_to_the_sigma_blurs_like_an_image_editor_where_3x3_falls_
     assert gaussian(image, 1.0, 0).shape == image.shape
     images = _batch(16).float()
     assert not torch.equal(blur(images, 1.0, 1.2, torch.Generator().manual_seed(5), kernel=0),
-                           blur(images, 1.0, 1.2, torch.Generator().manual_seed(5)))
+                           blur(images, 1.0, 1.2, torch.Generator().manual_seed(5), kernel=3))
 
 
 def test_crop_and_flip_without_padding_only_mirrors():
@@ -62,7 +62,7 @@ def test_crop_and_flip_without_padding_only_mirrors():
 
 def test_augment_is_reproducible_from_the_generator():
     settings = AugmentSettings(crop_padding=4, horizontal_flip=True, jpeg_probability=0.5, jpeg_quality_min=50,
-                               blur_probability=0.5, blur_sigma_max=0.8, reupload_probability=0.5)
+                               blur_probability=0.5, blur_sigma_max=0.8, reupload_probability=0.5, blur_kernel=3)
     images = _batch()
     first = augment(images, settings, torch.Generator().manual_seed(4))
     again = augment(images, settings, torch.Generator().manual_seed(4))
@@ -84,9 +84,9 @@ def test_reuploaded_copies_replace_the_requested_share_with_one_of_each_image_s_
 def test_augment_without_copies_draws_as_before():
     """Runs without a re-upload bank replay exactly (the shipped recipe included): no extra random draw."""
     settings = AugmentSettings(crop_padding=4, horizontal_flip=True, jpeg_probability=0.5, jpeg_quality_min=50,
-                               blur_probability=0.5, blur_sigma_max=0.8, reupload_probability=0.5)
+                               blur_probability=0.5, blur_sigma_max=0.8, reupload_probability=0.5, blur_kernel=3)
     images = _batch()
     generator = torch.Generator().manual_seed(7)
-    expected = crop_and_flip(blur(jpeg_reencode(images, 0.5, 50, generator).float(), 0.5, 0.8, generator), 4, True,
+    expected = crop_and_flip(blur(jpeg_reencode(images, 0.5, 50, generator).float(), 0.5, 0.8, generator, 3), 4, True,
                              generator)
     assert torch.equal(augment(images, settings, torch.Generator().manual_seed(7)), expected)
