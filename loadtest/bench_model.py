@@ -105,6 +105,20 @@ def check_cost(artifacts: Path, backend_name: str, batch_size: int, images: list
     return row
 
 
+def available_backends(artifacts: Path, requested: str) -> list[str]:
+    """The requested backends (comma-separated) whose artifact is built; an unknown name, or none built, is an
+    error that says what to do, rather than an empty table."""
+    names = [name.strip() for name in requested.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ARTIFACTS]
+    if unknown:
+        raise SystemExit(f"unknown backend(s) {', '.join(unknown)}: choose from {', '.join(ARTIFACTS)}")
+    built = [name for name in names if (artifacts / ARTIFACTS[name]).exists()]
+    if not built:
+        raise SystemExit(f"none of {', '.join(ARTIFACTS[name] for name in names)} is in {artifacts}: run make build "
+                         "(bf16: make variants)")
+    return built
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifacts", type=Path, default=REPO / "build" / "artifacts")
@@ -121,9 +135,10 @@ def main(argv: list[str] | None = None) -> None:
                              "onnxruntime has the CUDA provider; otherwise on the CPU: measure --backends torchscript)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.batch_sizes.split(",")]
+    backends = available_backends(args.artifacts, args.backends)   # checked before the images load
     images = load_images(256)
     report = {name: measure(args.artifacts, name, sizes, images, args.seconds, args.gpu)
-              for name in args.backends.split(",") if (args.artifacts / ARTIFACTS[name]).exists()}
+              for name in backends}
     costs = {name: [check_cost(args.artifacts, name, max(sizes), images, args.check_cost, check, args.gpu)
                     for check in CHECKS_OFF] for name in report if args.check_cost}
     args.out.mkdir(parents=True, exist_ok=True)
