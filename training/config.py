@@ -63,6 +63,8 @@ class TrainConfig:
                                           # each image's clean original, the rest cross-entropy on the label:
                                           # a copy learns the original's answer, the original keeps its parent's
     distill_temperature: float = 2.0      # softens both distributions in that match (Hinton et al.)
+    distill_from: str | None = None       # model folder whose answers are distilled, if not init_from's: a stage
+                                          # that continues a fine-tune keeps learning from the shipped model
     outlier_weight: float = 0.0           # outlier exposure: weight of a loss pulling the answer on photos that
                                           # are not CIFAR-10-like towards 50/50 (training.outliers)
     outlier_bank: str | None = None       # their aligned crops (python -m training.outliers), built on first use ...

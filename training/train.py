@@ -85,8 +85,8 @@ def validate_config(config: TrainConfig) -> None:
     if not 0.0 <= config.distill_weight <= 1.0 or config.distill_temperature <= 0:
         raise ValueError(f"distill_weight must be in [0, 1] and distill_temperature > 0, got "
                          f"{config.distill_weight} and {config.distill_temperature}")
-    if config.distill_weight and not config.init_from:
-        raise ValueError("distill_weight distils the init_from model: set init_from")
+    if config.distill_weight and not (config.distill_from or config.init_from):
+        raise ValueError("distill_weight distils the distill_from (else init_from) model: set one of them")
     if config.blur_kernel != 0 and (config.blur_kernel < 3 or config.blur_kernel % 2 == 0):
         raise ValueError(f"blur_kernel must be 0 (sized to each sigma) or an odd number >= 3, got {config.blur_kernel}")
     if config.first_trained_module and not (config.init_from or config.pretrained):
@@ -220,12 +220,13 @@ def set_training_mode(model: AlignedClassifier, config: TrainConfig) -> None:
 
 
 def build_teacher(config: TrainConfig, metadata: ModelMetadata, device: torch.device) -> AlignedClassifier | None:
-    """The frozen init_from model whose answers on clean originals the run distils (``distill_weight``)."""
+    """The frozen model (``distill_from``, else ``init_from``) whose answers on clean originals the run distils."""
     if not config.distill_weight:
         return None
+    source = config.distill_from or config.init_from
     teacher = AlignedClassifier(metadata)
-    teacher.load_state_dict(load_weights(Path(config.init_from)))
-    log(f"[init] distilling {config.init_from} (weight {config.distill_weight}, temperature {config.distill_temperature})")
+    teacher.load_state_dict(load_weights(Path(source)))
+    log(f"[init] distilling {source} (weight {config.distill_weight}, temperature {config.distill_temperature})")
     return teacher.to(device, memory_format=memory_format(config)).eval().requires_grad_(False)
 
 

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from detector.metadata import ModelMetadata
-from detector.model import AlignedClassifier
+from detector.model import AlignedClassifier, load_weights, save_weights
 from training.config import TrainConfig
-from training.train import frozen_modules, set_training_mode, training_loss, validate_config
+from training.train import build_teacher, frozen_modules, set_training_mode, training_loss, validate_config
 
 LABELS = torch.tensor([0, 1, 1, 0])
 
@@ -46,8 +46,24 @@ def test_outlier_exposure_adds_the_outliers_distance_from_a_50_50_answer() -> No
     assert torch.all(torch.sign(confident.grad[:, 0] - confident.grad[:, 1]) == torch.sign(confident[:, 0] - confident[:, 1]).detach())
 
 
+def test_the_teacher_is_distill_from_when_set_else_init_from(tmp_path) -> None:
+    metadata = ModelMetadata(architecture="small_cnn")
+    for seed, name in enumerate(("parent", "shipped")):
+        torch.manual_seed(seed)
+        (tmp_path / name).mkdir()
+        save_weights(AlignedClassifier(metadata), tmp_path / name)
+    for distill_from, expected in ((None, "parent"), (str(tmp_path / "shipped"), "shipped")):
+        config = TrainConfig(init_from=str(tmp_path / "parent"), distill_from=distill_from, distill_weight=0.5)
+        teacher = build_teacher(config, metadata, torch.device("cpu"))
+        assert not teacher.training
+        loaded = teacher.state_dict()
+        for key, value in load_weights(tmp_path / expected).items():
+            assert torch.equal(loaded[key], value), key
+    assert build_teacher(TrainConfig(init_from=str(tmp_path / "parent")), metadata, torch.device("cpu")) is None
+
+
 @pytest.mark.parametrize("changes, message", [
-    ({"distill_weight": 0.5}, "set init_from"),
+    ({"distill_weight": 0.5}, "set one of them"),
     ({"distill_weight": 1.5, "init_from": "model"}, "distill_weight must be in"),
     ({"distill_weight": 0.5, "distill_temperature": 0.0, "init_from": "model"}, "distill_temperature > 0"),
     ({"outlier_weight": 0.5}, "needs outlier_bank"),
