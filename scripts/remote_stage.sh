@@ -9,11 +9,14 @@
 #
 # run: unpacks the archive, trains the config on 512 images first (an error costs seconds, not the bank's
 # minutes), builds the re-upload bank when the config swaps copies in, then trains the config's single phase
-# for as many of its epochs as fit the time left (BUDGET seconds for the whole script, EPOCH_SECONDS per
-# epoch), and leaves in OUT the log, the run's small files, its progress and its weights in 15 MiB parts
-# (the 89 MB checkpoint, optimizer included, stays there). collect rebuilds the run folder here, with a
-# last.pt holding the weights and that progress (promote reads it; the run cannot be resumed from it), and
-# fits its UNCERTAIN thresholds on its validation split; then make evaluate / robustness MODEL=<run>.
+# for as many of its epochs as fit: the script should end within BUDGET seconds (default 540), counting
+# EPOCH_SECONDS per epoch (default 40) and a minute for loading and calibration. Training is stopped at LIMIT
+# seconds (default 585) whatever happens, which leaves weights but no calibrated metadata. OUT then holds the
+# log, the run's small files, its progress and its weights in 15 MiB parts; the 89 MB checkpoint, optimizer
+# included, stays there. EXTRA: further training flags.
+# collect: rebuilds the run folder here, with a last.pt holding the weights and that progress (promote reads
+# it; the run cannot be resumed from it), and fits its UNCERTAIN thresholds on its validation split; then
+# make evaluate robustness MODEL=<run>.
 set -euo pipefail
 usage() { echo "usage: $0 run CONFIG ARCHIVE OUT | collect CONFIG OUT" >&2; exit 2; }
 [ $# -ge 3 ] || usage
@@ -36,7 +39,7 @@ case $mode in
 run)
     [ $# -eq 4 ] || usage
     archive=$3 out=$4
-    budget=${BUDGET:-555} epoch_s=${EPOCH_SECONDS:-33} data=${DATA_DIR:-/tmp/cifake}
+    budget=${BUDGET:-540} limit=${LIMIT:-585} epoch_s=${EPOCH_SECONDS:-40} data=${DATA_DIR:-/tmp/cifake}
     start=$SECONDS
     export PYTHONUNBUFFERED=1
     mkdir -p "$out" "$data"
@@ -61,13 +64,13 @@ run)
         tail -1 "$scratch/bank.log" >>"$log"
     fi
     elapsed=$((SECONDS - start))
-    fit=$(( (budget - elapsed - 45) / epoch_s ))
+    fit=$(( (budget - elapsed - 60) / epoch_s ))
     (( fit < epochs )) && epochs=$fit
     (( epochs >= 1 )) || { echo "[remote] no time left for an epoch at ${elapsed} s" >>"$log"; exit 1; }
     echo "[remote] training $epochs epochs from ${elapsed} s" >>"$log"
     status=0
     # shellcheck disable=SC2086
-    timeout $((budget - elapsed - 10)) "$python" -m training.train --config "$config" --data "$data" ${EXTRA:-} \
+    timeout $((limit - elapsed)) "$python" -m training.train --config "$config" --data "$data" ${EXTRA:-} \
         --phases "$align:$epochs$cap" >>"$log" 2>&1 || status=$?
     echo "[remote] training ended (exit $status) at $((SECONDS - start)) s" >>"$log"
     for name in metadata.json config.json train_log.jsonl; do cp "$run/$name" "$out/" 2>/dev/null || true; done
