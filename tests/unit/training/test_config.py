@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,23 @@ def test_the_recipe_is_a_numbered_chain_that_ends_in_the_shipped_model() -> None
     assert {key: value for key, value in shipped.items() if key not in ("output", "init_from")} == \
         {key: last[key] for key in shipped if key not in ("output", "init_from")}
     assert ModelMetadata.load(MODEL_DIR).recipe_step == RECIPE[-1].name
+
+
+def _documented_training_commands() -> list[list[str]]:
+    """The arguments of every ``python -m training.train`` command in docs/training.md's shell blocks."""
+    blocks = (REPO / "docs" / "training.md").read_text().split("```bash\n")[1:]
+    lines = [line for block in blocks for line in block.split("```")[0].replace("\\\n", " ").splitlines()]
+    return [shlex.split(line.split("-m training.train", 1)[1].split(">")[0].split("#")[0])
+            for line in lines if "-m training.train " in line]
+
+
+def test_the_documented_training_commands_resolve_to_their_own_output() -> None:
+    commands = _documented_training_commands()
+    assert len(commands) >= 2        # the recipe's first step and the GPU stage run on CPU
+    for argv in commands:
+        config, args = resolve(argv)
+        assert args.resume and config.output == argv[argv.index("--output") + 1]
+    gpu_file = "training/experiments/reupload_blur_gpu.toml"
+    on_cpu = resolve(next(argv for argv in commands if gpu_file in argv))[0]
+    as_filed = resolve(["--config", gpu_file])[0]
+    assert on_cpu.output != as_filed.output and on_cpu == dataclasses.replace(as_filed, output=on_cpu.output)
