@@ -7,6 +7,8 @@ PY       := .venv/bin/python
 CIFAKE   ?= ../shared/data/cifake
 OUTSIDE  ?= ../shared/data/outside
 MODEL    ?= model
+# make robustness SPLIT=validation: compare candidates on their own validation split, without reading test
+SPLIT    ?= test
 ARTIFACTS := build/artifacts
 SOURCES  := $(wildcard detector/*.py handlers/*.py handlers/*.yaml export/*.py $(MODEL)/spectral.json) $(MODEL)/model.safetensors $(MODEL)/metadata.json
 
@@ -107,7 +109,7 @@ domain: .venv/.installed
 	$(PY) -m training.domain --model $(MODEL) --data $(CIFAKE) --outside $(OUTSIDE) --out $(MODEL)/reports
 
 robustness: .venv/.installed
-	$(PY) -m training.robustness --model $(MODEL) --data $(CIFAKE) --images 2000 --out $(MODEL)/reports
+	$(PY) -m training.robustness --model $(MODEL) --data $(CIFAKE) --images 2000 --split $(SPLIT) --out $(MODEL)/reports
 
 clean:
 	rm -rf build model_store/*.mar model_store/SHA256SUMS run

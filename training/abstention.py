@@ -34,7 +34,7 @@ from detector.metadata import ModelMetadata
 from detector.model import calibrated_probabilities, fake_probability, load_model, predict_logits
 from detector.recheck import JpegRecheck, passed_checks
 from export.domain_gate import gate_folder
-from training.config import TrainConfig, load_file, merge
+from training.config import TrainConfig, saved_config
 from training.metrics import fit_abstention
 from training.train import training_and_validation
 
@@ -54,7 +54,7 @@ def refit(model_dir: Path, data: Path, coverage: float | None = None, domain_kee
     """Fit, write ``min_confidence``, ``domain_gate``, ``jpeg_recheck`` and ``metrics.abstention`` into
     ``model_dir``'s metadata; returns the fit (``jpeg_recheck``: see ``recheck_of``)."""
     model, metadata = load_model(model_dir)
-    config = replace(merge(TrainConfig(), load_file(model_dir / "config.json")), data=str(data))
+    config = replace(saved_config(model_dir), data=str(data))
     source = CifakeSource(data, metadata.class_names)
     _, val_samples = training_and_validation(source, config)
     validation = load_split(source, val_samples, metadata.input_size, metadata.downsample_filter, "validation")

@@ -119,6 +119,12 @@ def load_file(path: Path) -> dict[str, Any]:
     return tomllib.loads(text) if str(path).endswith(".toml") else json.loads(text)
 
 
+def saved_config(run: Path) -> TrainConfig:
+    """The resolved config a run saved beside its weights (``config.json``): its split seeds, fractions and caps
+    are what every later fit and report on its validation split must repeat."""
+    return merge(TrainConfig(), load_file(Path(run) / "config.json"))
+
+
 def _flag_type(field_type: str):
     base = field_type.replace(" | None", "")
     return {"int": int, "float": float, "str": str}.get(base)

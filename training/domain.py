@@ -43,7 +43,7 @@ from detector.metadata import ModelMetadata  # noqa: E402
 from detector.model import AlignedClassifier, calibrated_probabilities  # noqa: E402
 from detector.pipeline import DOMAIN_OFF, DetectorPipeline, HandlerSettings  # noqa: E402
 from export.domain_gate import gate_folder  # noqa: E402
-from training.config import TrainConfig, load_file, merge  # noqa: E402
+from training.config import saved_config  # noqa: E402
 from training.metrics import roc_curve  # noqa: E402
 from training.outside import answer_counts, read_outside_folder, risk_coverage  # noqa: E402
 from training.robustness import outside_photos  # noqa: E402
@@ -132,7 +132,7 @@ def evaluate(model_dir: Path, data: Path, outside: Path, reference_images: int, 
     # without an artifact: the eager weights, scored here too; the served gate is one of the scores compared
     pipeline = DetectorPipeline.load(model_dir, settings=HandlerSettings(domain_threshold=DOMAIN_OFF))
     model, metadata = pipeline.backend.model, pipeline.metadata
-    config = replace(merge(TrainConfig(), load_file(model_dir / "config.json")), data=str(data))
+    config = replace(saved_config(model_dir), data=str(data))
     source = CifakeSource(data, metadata.class_names)
     train_samples, val_samples = training_and_validation(source, config)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from detector.metadata import METADATA_FILENAME, ModelMetadata
 from detector.model import WEIGHTS_FILENAME
 from training import abstention, spectral
-from training.config import TrainConfig, load_file, merge
+from training.config import TrainConfig, saved_config
 from training.train import CHECKPOINT_NAME, read_progress
 
 COPIED = (WEIGHTS_FILENAME, METADATA_FILENAME, "config.json", "train_log.jsonl")
@@ -41,7 +41,7 @@ def finished_config(run: Path) -> TrainConfig:
         raise RefusedError(f"no run folder {run}")
     missing = [name for name in REQUIRED if not (run / name).is_file()]
     if {"config.json", CHECKPOINT_NAME}.isdisjoint(missing):   # say "unfinished" before listing what it lacks
-        config = merge(TrainConfig(), load_file(run / "config.json"))
+        config = saved_config(run)
         left = read_progress(run / CHECKPOINT_NAME).epochs_left(config)
         if left:
             raise RefusedError(f"{run} is unfinished: {left} epoch(s) of its config.json left to train "

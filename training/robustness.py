@@ -3,12 +3,13 @@ under what real uploads do to an image, plus real photographs from outside CIFAK
 
     python -m training.robustness --model model --data ../shared/data/cifake --images 2000 --out model/reports
 
-Conditions on a fixed, seeded sample of the official test split: clean; JPEG re-encoded at
+Conditions on a fixed, seeded sample of the official test split (``--split validation``: of the model's own
+validation split, carved from train by its saved config, to compare candidates without reading test): clean; JPEG re-encoded at
 quality 90/75/50; upscaled to 256/512/1024 px and saved as JPEG (a larger copy of the same
 picture); Gaussian blur. Outside CIFAKE: the sample photographs that ship with scikit-image,
 scikit-learn and matplotlib (whole, and random crops) and the LFW face subset of scikit-image:
 all are real photographs, so every FAKE answer on them is a false positive.
-Writes robustness.json, robustness.md and robustness.png.
+Writes robustness.json, robustness.md and robustness.png (robustness_validation.* for the validation split).
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ import torch  # noqa: E402
 from PIL import Image, ImageFilter  # noqa: E402
 
 from detector.answer import answered  # noqa: E402
-from detector.data import CifakeSource, choose_samples  # noqa: E402
+from detector.data import CifakeSource, Sample, choose_samples  # noqa: E402
 from detector.pipeline import DetectorPipeline  # noqa: E402
 from export.domain_gate import offline_pipeline  # noqa: E402
 from detector.preprocessing import decode_image  # noqa: E402
+from training.config import saved_config  # noqa: E402
 from training.report_cli import report_parser, write_report  # noqa: E402
+from training.train import training_and_validation  # noqa: E402
+
+SPLIT_NAMES = {"test": "official test images", "validation": "validation images (the model's own split, from train)"}
 
 Transform = Callable[[Image.Image], bytes]
 
@@ -73,10 +78,16 @@ CONDITIONS: dict[str, Transform | None] = {
 }
 
 
-def cifake_conditions(pipeline: DetectorPipeline, data: Path, count: int, seed: int) -> list[dict[str, Any]]:
-    metadata = pipeline.metadata
-    source = CifakeSource(data, metadata.class_names)
-    chosen = choose_samples(source.split("test"), count, seed)
+def split_samples(model_dir: Path, source: CifakeSource, split: str) -> list[Sample]:
+    """The official test split, or the validation split the model in ``model_dir`` was trained beside."""
+    if split == "test":
+        return source.split("test")
+    return training_and_validation(source, saved_config(model_dir))[1]
+
+
+def cifake_conditions(pipeline: DetectorPipeline, source: CifakeSource, samples: list[Sample], count: int,
+                      seed: int) -> list[dict[str, Any]]:
+    chosen = choose_samples(samples, count, seed)
     originals = [source.read_bytes(s) for s in chosen]
     labels = np.array([s.label for s in chosen])
     decoded = [decode_image(b) for b in originals]
@@ -132,7 +143,7 @@ def outside_rows(pipeline: DetectorPipeline, seed: int) -> list[dict[str, Any]]:
 def markdown(report: dict[str, Any]) -> str:
     clean = report["cifake"][0]["accuracy"]
     lines = [f"# Robustness of ai_detector {report['model_version']} (align {report['align_size']})", "",
-             f"Fixed sample of {report['cifake'][0]['images']} official test images (seed {report['seed']}), each "
+             f"Fixed sample of {report['cifake'][0]['images']} {SPLIT_NAMES[report['split']]} (seed {report['seed']}), each "
              "changed as below, then decoded and aligned exactly as the server does. *Accuracy*: the forced binary "
              "answer. *As served*: right answers among all images, an UNCERTAIN answer counting as a miss "
              f"(confidence threshold {report['min_confidence']:.4f}"
@@ -158,7 +169,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     axis.barh([r["condition"] for r in rows][::-1], [100 * r["accuracy"] for r in rows][::-1], color="#4c72b0")
     axis.axvline(50, color="grey", linestyle=":", label="chance")
     axis.set_xlim(40, 100)
-    axis.set_xlabel("accuracy on the fixed test sample (%)")
+    axis.set_xlabel(f"accuracy on the fixed {report['split']} sample (%)")
     axis.set_title(f"ai_detector {report['model_version']}: robustness to common image changes")
     axis.legend(loc="lower left")
     figure.tight_layout()
@@ -171,18 +182,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--split", choices=tuple(SPLIT_NAMES), default="test")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     pipeline = offline_pipeline(args.model, args.data)
     metadata = pipeline.metadata
-    report = {"model_version": metadata.version, "align_size": metadata.align_size, "seed": args.seed,
+    source = CifakeSource(args.data, metadata.class_names)
+    report = {"model_version": metadata.version, "align_size": metadata.align_size, "split": args.split, "seed": args.seed,
               "min_confidence": pipeline.min_confidence, "domain_threshold": pipeline.domain_threshold,
               "jpeg_recheck": pipeline.recheck is not None,
-              "cifake": cifake_conditions(pipeline, args.data, args.images, args.seed),
+              "cifake": cifake_conditions(pipeline, source, split_samples(args.model, source, args.split), args.images,
+                                          args.seed),
               "outside": outside_rows(pipeline, args.seed)}
-    write_report(args.out, "robustness", report, markdown(report))
-    plot(report, args.out / "robustness.png")
+    stem = "robustness" if args.split == "test" else f"robustness_{args.split}"
+    write_report(args.out, stem, report, markdown(report))
+    plot(report, args.out / f"{stem}.png")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pytest
 
 from detector.metadata import ModelMetadata
 from detector.paths import REPO
-from training.config import TrainConfig, load_file, merge
+from training.config import saved_config
 from training.train import read_progress
 
 SCRIPT = REPO / "scripts" / "remote_stage.sh"
@@ -64,7 +64,7 @@ def test_a_stage_runs_the_epochs_that_fit_its_budget_and_comes_back_as_a_promota
     assert collected.returncode == 0, collected.stderr
     run = root / "run"
     assert (run / "model.safetensors").read_bytes() == (root / "run_there" / "model.safetensors").read_bytes()
-    resolved = merge(TrainConfig(), load_file(run / "config.json"))
+    resolved = saved_config(run)
     assert read_progress(run / "last.pt").epochs_left(resolved) == 0   # what promote checks
     metadata = ModelMetadata.load(run)
     assert metadata.domain_gate is not None and metadata.jpeg_recheck is not None   # fitted here, on validation

@@ -19,5 +19,14 @@ def test_report_runs_end_to_end(cifake_dir: Path, tmp_path: Path) -> None:
     assert [(r["set"], r["images"]) for r in report["outside"]] == [(name, len(files)) for name, files in photos.items()]
     fake_answers = [r["false_positive_rate"] * r["images"] for r in report["outside"]]   # a share of whole images
     assert all(abs(n - round(n)) < 1e-9 for n in fake_answers)
-    assert "| JPEG quality 50 |" in (tmp_path / "robustness.md").read_text()
+    assert report["split"] == "test" and "| JPEG quality 50 |" in (tmp_path / "robustness.md").read_text()
     assert (tmp_path / "robustness.png").stat().st_size > 10_000
+
+
+def test_the_validation_report_has_its_own_files_and_says_which_images(cifake_dir: Path, tmp_path: Path) -> None:
+    robustness.main(["--model", str(MODEL_DIR), "--data", str(cifake_dir), "--images", "8", "--split", "validation",
+                     "--out", str(tmp_path)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"robustness_validation.{ext}" for ext in ("json", "md", "png")]
+    report = json.loads((tmp_path / "robustness_validation.json").read_text())
+    assert report["split"] == "validation" and all(r["images"] == 8 for r in report["cifake"])
+    assert "Fixed sample of 8 validation images (the model's own split" in (tmp_path / "robustness_validation.md").read_text()
