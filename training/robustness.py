@@ -3,10 +3,10 @@ under what real uploads do to an image, plus real photographs from outside CIFAK
 
     python -m training.robustness --model model --data ../shared/data/cifake --images 2000 --out model/reports
 
-Conditions on a fixed, seeded sample of the official test split (``--split validation``: of the model's own
-validation split, carved from train by its saved config, to compare candidates without reading test): clean; JPEG re-encoded at
-quality 90/75/50; upscaled to 256/512/1024 px and saved as JPEG (a larger copy of the same
-picture); Gaussian blur. Outside CIFAKE: the sample photographs that ship with scikit-image,
+Conditions on a fixed, seeded sample of the official test split (``--split validation``: of the model's
+own validation split, carved from train by its saved config, to compare candidates without reading test):
+clean; JPEG re-encoded at quality 90/75/50; upscaled to 256/512/1024 px and saved as JPEG (a larger
+copy of the same picture); Gaussian blur. Outside CIFAKE: the sample photographs that ship with scikit-image,
 scikit-learn and matplotlib (whole, and random crops) and the LFW face subset of scikit-image:
 all are real photographs, so every FAKE answer on them is a false positive.
 Writes robustness.json, robustness.md and robustness.png (robustness_validation.* for the validation split).
@@ -143,7 +143,8 @@ def outside_rows(pipeline: DetectorPipeline, seed: int) -> list[dict[str, Any]]:
 def markdown(report: dict[str, Any]) -> str:
     clean = report["cifake"][0]["accuracy"]
     lines = [f"# Robustness of ai_detector {report['model_version']} (align {report['align_size']})", "",
-             f"Fixed sample of {report['cifake'][0]['images']} {SPLIT_NAMES[report['split']]} (seed {report['seed']}), each "
+             f"Fixed sample of {report['cifake'][0]['images']} {SPLIT_NAMES[report['split']]} "
+             f"(seed {report['seed']}), each "
              "changed as below, then decoded and aligned exactly as the server does. *Accuracy*: the forced binary "
              "answer. *As served*: right answers among all images, an UNCERTAIN answer counting as a miss "
              f"(confidence threshold {report['min_confidence']:.4f}"
@@ -189,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     pipeline = offline_pipeline(args.model, args.data)
     metadata = pipeline.metadata
     source = CifakeSource(args.data, metadata.class_names)
-    report = {"model_version": metadata.version, "align_size": metadata.align_size, "split": args.split, "seed": args.seed,
+    report = {"model_version": metadata.version, "align_size": metadata.align_size, "split": args.split,
+              "seed": args.seed,
               "min_confidence": pipeline.min_confidence, "domain_threshold": pipeline.domain_threshold,
               "jpeg_recheck": pipeline.recheck is not None,
               "cifake": cifake_conditions(pipeline, source, split_samples(args.model, source, args.split), args.images,

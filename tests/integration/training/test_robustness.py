@@ -26,7 +26,9 @@ def test_report_runs_end_to_end(cifake_dir: Path, tmp_path: Path) -> None:
 def test_the_validation_report_has_its_own_files_and_says_which_images(cifake_dir: Path, tmp_path: Path) -> None:
     robustness.main(["--model", str(MODEL_DIR), "--data", str(cifake_dir), "--images", "8", "--split", "validation",
                      "--out", str(tmp_path)])
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"robustness_validation.{ext}" for ext in ("json", "md", "png")]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"robustness_validation.{ext}" for ext in ("json", "md", "png")]
     report = json.loads((tmp_path / "robustness_validation.json").read_text())
     assert report["split"] == "validation" and all(r["images"] == 8 for r in report["cifake"])
-    assert "Fixed sample of 8 validation images (the model's own split" in (tmp_path / "robustness_validation.md").read_text()
+    text = (tmp_path / "robustness_validation.md").read_text()
+    assert "Fixed sample of 8 validation images (the model's own split" in text
