@@ -54,7 +54,7 @@ def refit(model_dir: Path, data: Path, coverage: float | None = None, domain_kee
     """Fit, write ``min_confidence``, ``domain_gate``, ``jpeg_recheck`` and ``metrics.abstention`` into
     ``model_dir``'s metadata; returns the fit (``jpeg_recheck``: see ``recheck_of``)."""
     model, metadata = load_model(model_dir)
-    config = replace(saved_config(model_dir), data=str(data))
+    config = saved_config(model_dir)
     source = CifakeSource(data, metadata.class_names)
     _, val_samples = training_and_validation(source, config)
     validation = load_split(source, val_samples, metadata.input_size, metadata.downsample_filter, "validation")

@@ -132,7 +132,7 @@ def evaluate(model_dir: Path, data: Path, outside: Path, reference_images: int, 
     # without an artifact: the eager weights, scored here too; the served gate is one of the scores compared
     pipeline = DetectorPipeline.load(model_dir, settings=HandlerSettings(domain_threshold=DOMAIN_OFF))
     model, metadata = pipeline.backend.model, pipeline.metadata
-    config = replace(saved_config(model_dir), data=str(data))
+    config = saved_config(model_dir)
     source = CifakeSource(data, metadata.class_names)
     train_samples, val_samples = training_and_validation(source, config)
 
