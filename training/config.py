@@ -78,6 +78,9 @@ class TrainConfig:
     abstention_coverage: float = 0.975    # share of validation images answered REAL/FAKE; the rest UNCERTAIN
                                           # (sets metadata.min_confidence; 1.0 never abstains)
     log_every: int = 50
+    checkpoint_minutes: float | None = 10.0   # also save last.pt inside an epoch once this long has passed since
+                                          # the last save (None: at epoch ends only): a stopped CPU run loses
+                                          # minutes, not a 40-minute epoch
     version: str = "0.1.0"
 
 

@@ -4,8 +4,8 @@
 
 Progressive resizing (phases at growing alignment sizes), one-cycle SGD, bf16/fp16
 autocast, channels_last, augmentation (JPEG re-encoding, blur, crops, flips), early stopping
-on validation accuracy, a resumable checkpoint every epoch (loadable with
-``weights_only=True``), and at the end a temperature fitted on the validation split.
+on validation accuracy, a resumable checkpoint after every epoch and every ``checkpoint_minutes`` inside one
+(loadable with ``weights_only=True``), and at the end a temperature fitted on the validation split.
 
 ``train`` composes the steps: ``load_data``, ``build_state`` (or ``resume_state``), then per epoch
 ``run_epoch``, ``evaluate``, ``end_phase_if_stale`` and ``save_checkpoint``, and ``finalise``.
@@ -97,6 +97,8 @@ def validate_config(config: TrainConfig) -> None:
     if config.outlier_weight and not config.outlier_bank:
         raise ValueError("outlier_weight needs outlier_bank: a bank made by python -m training.outliers, or a path "
                          "to build one at from outlier_photos")
+    if config.checkpoint_minutes is not None and config.checkpoint_minutes <= 0:
+        raise ValueError(f"checkpoint_minutes must be > 0 (or unset: epoch ends only), got {config.checkpoint_minutes}")
 
 
 @dataclass
@@ -123,6 +125,14 @@ class Progress:
     stale_epochs: int = 0           # epochs since the phase's best (patience)
     skip_phases_before: int = 0     # phases before this one were ended early
     averaged_with_parent: bool = False   # parent_weight applied to the saved weights (once, after the last epoch)
+    steps_done: int = 0             # of epoch ``epoch``, saved inside it (checkpoint_minutes); 0 at epoch ends ...
+    images_seen: int = 0            # ... with what its training-loss mean and its time in train_log.jsonl need
+    loss_sum: float = 0.0
+    seconds: float = 0.0
+
+    def end_epoch(self) -> None:
+        """Clear the position inside an epoch once the epoch is over."""
+        self.steps_done, self.images_seen, self.loss_sum, self.seconds = 0, 0, 0.0, 0.0
 
     def skips(self, phase: int) -> bool:
         return phase < self.skip_phases_before
@@ -147,8 +157,9 @@ class Progress:
 @dataclass
 class TrainState:
     """What a run trains and where it stands: the checkpoint's content, so that a resumed run continues where it
-    stopped. The batch order and augmentation need no saved RNG state (each epoch reseeds them, ``epoch_order``);
-    dropout draws from torch's global RNG, which is not saved, so only runs without dropout resume bit-identically."""
+    stopped. The batch order and augmentation are reseeded every epoch (``epoch_order``); inside an epoch the
+    augmentation generator's state is saved with the position (``epoch_generator``). Dropout draws from torch's
+    global RNG, which is not saved, so only runs without dropout resume bit-identically."""
 
     model: AlignedClassifier
     optimizer: torch.optim.Optimizer
@@ -157,6 +168,7 @@ class TrainState:
     device: torch.device
     progress: Progress
     teacher: AlignedClassifier | None = None   # frozen init_from model when distilling (not checkpointed: rebuilt)
+    epoch_generator: torch.Tensor | None = None   # augmentation RNG state at progress.steps_done, inside an epoch
 
 
 def load_data(config: TrainConfig, metadata: ModelMetadata, device: torch.device) -> TrainingData:
@@ -248,13 +260,14 @@ def training_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: to
 
 
 def resume_state(state: TrainState, checkpoint_path: Path) -> None:
-    """Load a checkpoint written by ``save_checkpoint`` (the format has not changed since resuming existed)."""
+    """Load a checkpoint written by ``save_checkpoint``; older ones (epoch ends only) load as they are."""
     checkpoint = torch.load(checkpoint_path, map_location=state.device, weights_only=True)
     state.model.load_state_dict(checkpoint["model"])
     state.optimizer.load_state_dict(checkpoint["optimizer"])
     state.scheduler.load_state_dict(checkpoint["scheduler"])
     state.scaler.load_state_dict(checkpoint["scaler"])
     state.progress = Progress(**json.loads(checkpoint["state"]))
+    state.epoch_generator = checkpoint.get("epoch_generator")
 
 
 def read_progress(checkpoint_path: Path) -> Progress:
@@ -263,10 +276,16 @@ def read_progress(checkpoint_path: Path) -> Progress:
 
 
 def save_checkpoint(state: TrainState, checkpoint_path: Path) -> None:
-    """Everything ``resume_state`` needs, pickle-free (loadable with ``weights_only=True``)."""
-    torch.save({"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
-                "scheduler": state.scheduler.state_dict(), "scaler": state.scaler.state_dict(),
-                "state": json.dumps(asdict(state.progress))}, checkpoint_path)
+    """Everything ``resume_state`` needs, pickle-free (loadable with ``weights_only=True``). Written beside and
+    renamed over the old one, so a run killed while saving still has its previous checkpoint."""
+    checkpoint = {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+                  "scheduler": state.scheduler.state_dict(), "scaler": state.scaler.state_dict(),
+                  "state": json.dumps(asdict(state.progress))}
+    if state.progress.steps_done:
+        checkpoint["epoch_generator"] = state.epoch_generator
+    partial = checkpoint_path.with_name(checkpoint_path.name + ".partial")
+    torch.save(checkpoint, partial)
+    os.replace(partial, checkpoint_path)
 
 
 def skip_epoch(state: TrainState, epoch: EpochPlan, config: TrainConfig) -> None:
@@ -276,9 +295,12 @@ def skip_epoch(state: TrainState, epoch: EpochPlan, config: TrainConfig) -> None
     state.progress.epoch += 1
 
 
-def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: list[EpochPlan]) -> float:
-    """Train the plan's next epoch (``state.progress.epoch``); returns its mean training loss."""
-    index = state.progress.epoch
+def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: list[EpochPlan],
+              checkpoint_path: Path) -> float:
+    """Train the plan's next epoch (``state.progress.epoch``) from the step a checkpoint stopped at, saving one
+    every ``config.checkpoint_minutes``; returns the epoch's mean training loss."""
+    progress = state.progress
+    index = progress.epoch
     epoch = plan[index]
     steps = steps_in(epoch, config.batch_size)
     model, optimizer, scheduler, scaler = state.model, state.optimizer, state.scheduler, state.scaler
@@ -291,8 +313,11 @@ def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: 
     set_training_mode(model, config)
     order_seed = config.seed if config.order_seed is None else config.order_seed
     order = epoch_order(generator, len(data.train_images), epoch.images, order_seed, index).to(state.device)
-    started, seen, running_loss = time.monotonic(), 0, 0.0
-    for step in range(steps):
+    if progress.steps_done:
+        generator.set_state(state.epoch_generator)
+    started = last_save = time.monotonic()
+    seen_before, seconds_before = progress.images_seen, progress.seconds
+    for step in range(progress.steps_done, steps):
         batch = order[step * config.batch_size:(step + 1) * config.batch_size]
         images = augment(data.train_images[batch], settings, generator,
                          None if data.reuploads is None else data.reuploads[batch])
@@ -313,15 +338,22 @@ def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: 
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        seen += len(batch)
-        running_loss += loss.item() * len(batch)
+        progress.steps_done, progress.images_seen = step + 1, progress.images_seen + len(batch)
+        progress.loss_sum += loss.item() * len(batch)
+        progress.seconds = seconds_before + time.monotonic() - started
         if (step + 1) % config.log_every == 0 or step + 1 == steps:
-            rate = seen / (time.monotonic() - started)
-            eta = _eta_seconds(plan, index, seen, rate)
+            rate = (progress.images_seen - seen_before) / (time.monotonic() - started)
+            eta = _eta_seconds(plan, index, progress.images_seen, rate)
             log(f"[train] epoch {index + 1}/{len(plan)} align {epoch.align_size} "
-                f"step {step + 1}/{steps} | {rate:.0f} img/s | loss {running_loss / seen:.4f} "
+                f"step {step + 1}/{steps} | {rate:.0f} img/s | loss {progress.loss_sum / progress.images_seen:.4f} "
                 f"| lr {scheduler.get_last_lr()[0]:.4f} | ETA {_clock(eta)}")
-    return running_loss / max(seen, 1)
+        if (config.checkpoint_minutes is not None and step + 1 < steps
+                and time.monotonic() - last_save >= config.checkpoint_minutes * 60):
+            state.epoch_generator = generator.get_state()
+            save_checkpoint(state, checkpoint_path)
+            last_save = time.monotonic()
+            log(f"[checkpoint] epoch {index + 1} step {step + 1}/{steps} saved to {checkpoint_path}")
+    return progress.loss_sum / max(progress.images_seen, 1)
 
 
 def evaluate(state: TrainState, data: TrainingData, config: TrainConfig) -> float:
@@ -370,7 +402,8 @@ def train(config: TrainConfig, resume: bool = False, recipe_step: str | None = N
     checkpoint_path = output / CHECKPOINT_NAME
     if resume and checkpoint_path.exists():
         resume_state(state, checkpoint_path)
-        log(f"[resume] from {checkpoint_path}: {state.progress.epoch} of {len(plan)} epochs done")
+        log(f"[resume] from {checkpoint_path}: {state.progress.epoch} of {len(plan)} epochs done"
+            f"{f', epoch {state.progress.epoch + 1} at step {state.progress.steps_done}' if state.progress.steps_done else ''}")
 
     progress = state.progress
     while progress.epoch < len(plan):
@@ -379,11 +412,13 @@ def train(config: TrainConfig, resume: bool = False, recipe_step: str | None = N
             skip_epoch(state, epoch, config)
             continue
         progress.enter_phase(epoch.phase)
-        epoch_start = time.monotonic()
-        train_loss = run_epoch(state, data, config, plan)
+        train_loss = run_epoch(state, data, config, plan, checkpoint_path)
+        evaluation_start = time.monotonic()
         val_accuracy = evaluate(state, data, config)
         append_history(output, {"epoch": progress.epoch + 1, "align_size": epoch.align_size, "train_loss": train_loss,
-                                "val_accuracy": val_accuracy, "seconds": time.monotonic() - epoch_start})
+                                "val_accuracy": val_accuracy,
+                                "seconds": progress.seconds + time.monotonic() - evaluation_start})
+        progress.end_epoch()
         improved = progress.record(val_accuracy)
         final_phase = epoch.phase == len(config.phases) - 1
         if final_phase and improved:

@@ -212,45 +212,58 @@ def test_training_swaps_in_re_uploaded_copies_from_a_bank_it_builds_on_first_use
     assert ModelMetadata.load(tmp_path / "run").metrics["validation"]["count"] == 64
 
 
-def test_a_run_stopped_mid_way_resumes_to_bit_identical_weights_on_cpu(cifake_dir: Path, tmp_path: Path,
-                                                                        monkeypatch, capsys) -> None:
-    """Tolerance: none. On the CPU, with the same seed and thread count, a run stopped after epoch 1 of 2 (still
-    in its first phase: no weights exported yet) and resumed from that checkpoint must end bit-identical to a
-    run that never stopped: torch.equal on every fp32 tensor of the final checkpoint, byte-equal safetensors,
-    the same per-epoch history. Model, optimiser, schedule, scaler and position all come back from the
-    checkpoint; each epoch's random draws are reseeded from (order_seed, epoch)."""
+MID_EPOCH = ["--checkpoint-minutes", "1e-9"]   # a checkpoint after every step: TINY's epochs have 6
+
+
+@pytest.mark.parametrize("checkpoint_flags, saves_before_stop, position", [
+    ([], 1, {"epoch": 1, "steps_done": 0}),              # after epoch 1's end (its checkpoint, its log line)
+    (MID_EPOCH, 3, {"epoch": 0, "steps_done": 3}),       # inside epoch 1, after its third step
+], ids=["epoch-end", "mid-epoch"])
+def test_a_run_stopped_mid_way_resumes_to_bit_identical_weights_on_cpu(cifake_dir: Path, tmp_path: Path, monkeypatch,
+                                                                        capsys, checkpoint_flags: list[str],
+                                                                        saves_before_stop: int, position: dict) -> None:
+    """Tolerance: none. On the CPU, with the same seed and thread count, a run stopped in its first phase (no
+    weights exported yet), after an epoch or inside one, and resumed from that checkpoint must end bit-identical
+    to a run that never stopped: torch.equal on every fp32 tensor of the final checkpoint, byte-equal
+    safetensors, the same per-epoch history (training-loss means included). Model, optimiser, schedule, scaler,
+    position and, inside an epoch, the augmentation generator come back from the checkpoint."""
     cpu = [*TINY, "--device", "cpu"]
     whole, _ = resolve(["--data", str(cifake_dir), "--output", str(tmp_path / "whole"), *cpu])
     train(whole)
-    stopped, _ = resolve(["--data", str(cifake_dir), "--output", str(tmp_path / "stopped"), *cpu])
+    stopped, _ = resolve(["--data", str(cifake_dir), "--output", str(tmp_path / "stopped"), *cpu, *checkpoint_flags])
     save_checkpoint = training.train.save_checkpoint
+    saves = []
 
     def save_then_stop(*args) -> None:
         save_checkpoint(*args)
-        raise KeyboardInterrupt("stopped after the first epoch's checkpoint")
+        saves.append(args)
+        if len(saves) == saves_before_stop:
+            raise KeyboardInterrupt("stopped after a checkpoint")
 
     monkeypatch.setattr(training.train, "save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train(stopped)
     monkeypatch.setattr(training.train, "save_checkpoint", save_checkpoint)
     middle = read_progress(tmp_path / "stopped" / CHECKPOINT_NAME)
-    first_epoch = json.loads((tmp_path / "stopped" / "train_log.jsonl").read_text())
-    assert middle == Progress(epoch=1, phase=0, best_val_accuracy=first_epoch["val_accuracy"], stale_epochs=0)
-    assert middle.epochs_left(stopped) == 1   # really mid-run: epoch 2 still to train, nothing exported yet
+    assert {"epoch": middle.epoch, "steps_done": middle.steps_done} == position
+    assert middle.epochs_left(stopped) == 2 - position["epoch"]   # really mid-run: nothing exported yet
+    assert not list((tmp_path / "stopped").glob("*.partial"))
     assert not (tmp_path / "stopped" / "model.safetensors").exists()
     assert not (tmp_path / "stopped" / "metadata.json").exists()
     weights_in_the_middle = torch.load(tmp_path / "stopped" / CHECKPOINT_NAME, weights_only=True)["model"]
     capsys.readouterr()
 
     train(stopped, resume=True)
-    assert "[resume] from" in capsys.readouterr().err and read_progress(tmp_path / "stopped" / CHECKPOINT_NAME).epoch == 2
+    log = capsys.readouterr().err
+    assert "[resume] from" in log and read_progress(tmp_path / "stopped" / CHECKPOINT_NAME).epoch == 2
+    assert (f"epoch 1 at step {position['steps_done']}" in log) == bool(position["steps_done"])
     resumed, uninterrupted = (torch.load(tmp_path / run / CHECKPOINT_NAME, weights_only=True)["model"]
                               for run in ("stopped", "whole"))   # fp32, before the fp16 safetensors export
     assert resumed.keys() == uninterrupted.keys()
-    assert not all(torch.equal(resumed[name], weights_in_the_middle[name]) for name in resumed)   # epoch 2 trained
+    assert not all(torch.equal(resumed[name], weights_in_the_middle[name]) for name in resumed)   # trained on
     for name, tensor in resumed.items():
         assert torch.equal(tensor, uninterrupted[name]), name
     assert (tmp_path / "stopped" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
     history = [[{k: v for k, v in json.loads(line).items() if k != "seconds"}
                 for line in (tmp_path / run / "train_log.jsonl").read_text().splitlines()] for run in ("stopped", "whole")]
-    assert history[0] == history[1] and len(history[0]) == 2   # epoch 1 logged before the stop, epoch 2 after
+    assert history[0] == history[1] and len(history[0]) == 2   # each epoch logged once, before or after the stop

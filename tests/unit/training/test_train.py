@@ -72,6 +72,7 @@ def test_the_teacher_is_distill_from_when_set_else_init_from(tmp_path) -> None:
     ({"first_trained_module": "layer4"}, "set init_from or pretrained"),
     ({"blur_kernel": 4}, "blur_kernel must be 0"),
     ({"blur_kernel": 1}, "blur_kernel must be 0"),
+    ({"checkpoint_minutes": 0.0}, "checkpoint_minutes must be > 0"),
 ])
 def test_a_run_refuses_settings_it_cannot_use(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
