@@ -402,8 +402,9 @@ def train(config: TrainConfig, resume: bool = False, recipe_step: str | None = N
     checkpoint_path = output / CHECKPOINT_NAME
     if resume and checkpoint_path.exists():
         resume_state(state, checkpoint_path)
-        log(f"[resume] from {checkpoint_path}: {state.progress.epoch} of {len(plan)} epochs done"
-            f"{f', epoch {state.progress.epoch + 1} at step {state.progress.steps_done}' if state.progress.steps_done else ''}")
+        done = state.progress
+        inside = f", epoch {done.epoch + 1} at step {done.steps_done}" if done.steps_done else ""
+        log(f"[resume] from {checkpoint_path}: {done.epoch} of {len(plan)} epochs done{inside}")
 
     progress = state.progress
     while progress.epoch < len(plan):
