@@ -126,13 +126,12 @@ class Progress:
     skip_phases_before: int = 0     # phases before this one were ended early
     averaged_with_parent: bool = False   # parent_weight applied to the saved weights (once, after the last epoch)
     steps_done: int = 0             # of epoch ``epoch``, saved inside it (checkpoint_minutes); 0 at epoch ends ...
-    images_seen: int = 0            # ... with what its training-loss mean and its time in train_log.jsonl need
-    loss_sum: float = 0.0
+    loss_sum: float = 0.0           # ... with what its training-loss mean and its time in train_log.jsonl need
     seconds: float = 0.0
 
     def end_epoch(self) -> None:
         """Clear the position inside an epoch once the epoch is over."""
-        self.steps_done, self.images_seen, self.loss_sum, self.seconds = 0, 0, 0.0, 0.0
+        self.steps_done, self.loss_sum, self.seconds = 0, 0.0, 0.0
 
     def skips(self, phase: int) -> bool:
         return phase < self.skip_phases_before
@@ -316,7 +315,8 @@ def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: 
     if progress.steps_done:
         generator.set_state(state.epoch_generator)
     started = last_save = time.monotonic()
-    seen_before, seconds_before = progress.images_seen, progress.seconds
+    seen = seen_before = progress.steps_done * config.batch_size   # full batches: only an epoch's last is short
+    seconds_before = progress.seconds
     for step in range(progress.steps_done, steps):
         batch = order[step * config.batch_size:(step + 1) * config.batch_size]
         images = augment(data.train_images[batch], settings, generator,
@@ -338,14 +338,15 @@ def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: 
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        progress.steps_done, progress.images_seen = step + 1, progress.images_seen + len(batch)
+        progress.steps_done = step + 1
         progress.loss_sum += loss.item() * len(batch)
         progress.seconds = seconds_before + time.monotonic() - started
+        seen += len(batch)
         if (step + 1) % config.log_every == 0 or step + 1 == steps:
-            rate = (progress.images_seen - seen_before) / (time.monotonic() - started)
-            eta = _eta_seconds(plan, index, progress.images_seen, rate)
+            rate = (seen - seen_before) / (time.monotonic() - started)
+            eta = _eta_seconds(plan, index, seen, rate)
             log(f"[train] epoch {index + 1}/{len(plan)} align {epoch.align_size} "
-                f"step {step + 1}/{steps} | {rate:.0f} img/s | loss {progress.loss_sum / progress.images_seen:.4f} "
+                f"step {step + 1}/{steps} | {rate:.0f} img/s | loss {progress.loss_sum / seen:.4f} "
                 f"| lr {scheduler.get_last_lr()[0]:.4f} | ETA {_clock(eta)}")
         if (config.checkpoint_minutes is not None and step + 1 < steps
                 and time.monotonic() - last_save >= config.checkpoint_minutes * 60):
@@ -353,7 +354,7 @@ def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: 
             save_checkpoint(state, checkpoint_path)
             last_save = time.monotonic()
             log(f"[checkpoint] epoch {index + 1} step {step + 1}/{steps} saved to {checkpoint_path}")
-    return progress.loss_sum / max(progress.images_seen, 1)
+    return progress.loss_sum / max(seen, 1)
 
 
 def evaluate(state: TrainState, data: TrainingData, config: TrainConfig) -> float:
