@@ -12,7 +12,7 @@ SPLIT    ?= test
 ARTIFACTS := build/artifacts
 SOURCES  := $(wildcard detector/*.py handlers/*.py handlers/*.yaml export/*.py $(MODEL)/spectral.json) $(MODEL)/model.safetensors $(MODEL)/metadata.json
 
-.PHONY: setup build variants bench kserve-layout serve webui stop served-accuracy test test-unit container-test overload soak fuzz train promote evaluate domain robustness clean
+.PHONY: setup build variants bench kserve-layout serve webui stop served-accuracy test test-unit container-test overload soak fuzz train promote evaluate robustness clean
 
 setup: .venv/.installed
 .venv/.installed: pyproject.toml uv.lock scripts/setup.sh
@@ -38,7 +38,7 @@ bench: variants
 
 # The storage layout KServe's TorchServe predictor reads (docs/scaling.md).
 kserve-layout: build
-	$(PY) -m export.kserve_layout --model-store model_store --out build/kserve
+	$(PY) -m ops.kserve_layout --model-store model_store --out build/kserve
 
 serve: build
 	$(PY) -m ops.server start
@@ -103,10 +103,6 @@ promote: .venv/.installed
 evaluate: .venv/.installed
 	$(PY) -m training.evaluate --model $(MODEL) --data $(CIFAKE) --split test --out $(MODEL)/reports
 	$(PY) -m training.outside --model $(MODEL) --outside $(OUTSIDE) --data $(CIFAKE) --out $(MODEL)/reports
-
-# Out-of-domain scores compared (confidence, energy, k-NN in the detector's and in ImageNet features), ~5 min.
-domain: .venv/.installed
-	$(PY) -m training.domain --model $(MODEL) --data $(CIFAKE) --outside $(OUTSIDE) --out $(MODEL)/reports
 
 robustness: .venv/.installed
 	$(PY) -m training.robustness --model $(MODEL) --data $(CIFAKE) --images 2000 --split $(SPLIT) --out $(MODEL)/reports

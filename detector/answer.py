@@ -4,16 +4,21 @@ the model's operating threshold (``ModelMetadata.min_confidence``), or a FAKE an
 re-encoding the picture the way CIFAKE was encoded (``detector.recheck``); the thresholds are fitted together
 on the validation split.
 
-One definition for the handler, the reports and the threshold fit, so that what the reports measure is
-what callers get. The decision reads only the aligned 32x32 input (its calibrated probabilities and its
-domain score): never the file's size, format or pixel dimensions.
+``decide`` is the one verdict, for the server and every report alike, so that what the reports measure is
+what callers get. It reads only the aligned 32x32 input's calibrated probabilities and check results: never
+the file's size, format or pixel dimensions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from detector.metadata import JpegRecheck, ModelMetadata
+from detector.recheck import reencode
 
 UNCERTAIN = "UNCERTAIN"
 OUT_OF_DOMAIN = "out_of_domain"
@@ -28,51 +33,92 @@ def forced_label(response: dict[str, Any]) -> str:
     return response["abstained"]["leaning"] if "abstained" in response else response["label"]
 
 
-def answer(probabilities: np.ndarray, class_names: tuple[str, ...], min_confidence: float,
-           domain_score: float | None = None, domain_threshold: float | None = None,
-           fake_after_reencoding: float | None = None) -> dict[str, Any]:
-    """``{"label": ...}`` for one image, with ``"abstained"`` (reason, confidence, the threshold that failed and
-    the class the model leans to) when the domain score is below ``domain_threshold`` (reason
-    ``out_of_domain``, checked first: the confidence of a picture the model does not know means nothing), the
-    confidence is below ``min_confidence`` (``low_confidence``; 0 / None never abstain), or the answer is
-    FAKE but the JPEG recheck's P(FAKE) (``fake_after_reencoding``; None or NaN: not rechecked) is below 0.5
-    (``compression_sensitive``)."""
-    index = int(np.argmax(probabilities))
-    confidence = float(probabilities[index])
-    leaning = {"confidence": round(confidence, 6), "leaning": class_names[index]}
-    if domain_threshold is not None and domain_score is not None and domain_score < domain_threshold:
-        return {"label": UNCERTAIN, "abstained": {"reason": OUT_OF_DOMAIN, "domain_score": round(domain_score, 6),
-                                                  "threshold": domain_threshold, **leaning}}
-    if confidence < min_confidence:
-        return {"label": UNCERTAIN, "abstained": {"reason": LOW_CONFIDENCE, "threshold": min_confidence, **leaning}}
-    if class_names[index] == "FAKE" and fake_after_reencoding is not None and fake_after_reencoding < RECHECK_CUTOFF:
-        return {"label": UNCERTAIN, "abstained": {"reason": COMPRESSION_SENSITIVE,
-                                                  "fake_after_reencoding": round(float(fake_after_reencoding), 6),
-                                                  **leaning}}
-    return {"label": class_names[index]}
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The thresholds an answer is decided with, each in its one resolved form."""
+
+    min_confidence: float = 0.0              # below it UNCERTAIN (low_confidence); 0 never abstains
+    domain_threshold: float | None = None    # below it UNCERTAIN (out_of_domain); None: no gate runs
+    recheck: JpegRecheck | None = None       # None: FAKE answers are not rechecked
+
+    @classmethod
+    def of(cls, metadata: ModelMetadata) -> "OperatingPoint":
+        """The model's own operating point, as fitted with its weights."""
+        gate = metadata.domain_gate
+        return cls(metadata.min_confidence, None if gate is None else gate.threshold, metadata.jpeg_recheck)
 
 
-def answered(probabilities: np.ndarray, min_confidence: float, passed: np.ndarray | None = None) -> np.ndarray:
-    """True for the images that get REAL or FAKE rather than UNCERTAIN (rows of ``probabilities``);
-    ``passed``: per image, False where the domain gate or the JPEG recheck abstains (None: neither runs)."""
-    confident = probabilities.max(axis=1) >= min_confidence
-    return confident if passed is None else confident & passed
+@dataclass(frozen=True)
+class Verdicts:
+    """A batch's answers: per image the class it leans to, its confidence and the reason it is UNCERTAIN
+    (None: answered), with what the checks measured."""
+
+    class_names: tuple[str, ...]
+    point: OperatingPoint
+    leaning: np.ndarray                        # class index per image
+    confidence: np.ndarray                     # calibrated probability of that class
+    reasons: tuple[str | None, ...]
+    domain_scores: np.ndarray | None           # None: no gate ran
+    fake_after_reencoding: np.ndarray | None   # None: no recheck ran; NaN for the images not rechecked
+
+    @classmethod
+    def concatenate(cls, parts: list["Verdicts"]) -> "Verdicts":
+        """The verdicts of consecutive batches decided at one point, as one."""
+        first = parts[0]
+        joined = {name: None if getattr(first, name) is None else np.concatenate([getattr(p, name) for p in parts])
+                  for name in ("leaning", "confidence", "domain_scores", "fake_after_reencoding")}
+        return cls(first.class_names, first.point, reasons=tuple(r for p in parts for r in p.reasons), **joined)
+
+    @property
+    def answered(self) -> np.ndarray:
+        """True for the images that get REAL or FAKE rather than UNCERTAIN."""
+        return np.array([reason is None for reason in self.reasons], dtype=bool)
+
+    def share(self, reason: str) -> float:
+        """The share of the batch answered UNCERTAIN for ``reason``."""
+        return sum(r == reason for r in self.reasons) / max(len(self.reasons), 1)
+
+    def label(self, row: int) -> str:
+        return UNCERTAIN if self.reasons[row] is not None else self.class_names[self.leaning[row]]
+
+    def answer(self, row: int) -> dict[str, Any]:
+        """``{"label": ...}`` for one image, with ``"abstained"`` (reason, what failed, confidence and leaning)."""
+        reason = self.reasons[row]
+        if reason is None:
+            return {"label": self.label(row)}
+        leaning = {"confidence": round(float(self.confidence[row]), 6), "leaning": self.class_names[self.leaning[row]]}
+        if reason == OUT_OF_DOMAIN:
+            detail = {"domain_score": round(float(self.domain_scores[row]), 6), "threshold": self.point.domain_threshold}
+        elif reason == LOW_CONFIDENCE:
+            detail = {"threshold": self.point.min_confidence}
+        else:
+            detail = {"fake_after_reencoding": round(float(self.fake_after_reencoding[row]), 6)}
+        return {"label": UNCERTAIN, "abstained": {"reason": reason, **detail, **leaning}}
 
 
-def fit_min_confidence(probabilities: np.ndarray, coverage: float, passed: np.ndarray | None = None) -> float:
-    """The highest threshold that, with the other checks' verdicts (``passed``, see ``answered``), still answers
-    at least ``coverage`` of these images (fit it on validation); 0 when those checks alone already turn away
-    more than ``1 - coverage``."""
-    confidences = probabilities.max(axis=1)
-    needed = max(int(np.ceil(coverage * len(confidences))), 1)
-    candidates = np.sort(confidences if passed is None else confidences[passed])[::-1]
-    return float(candidates[needed - 1]) if needed <= len(candidates) else 0.0
-
-
-def selective_figures(probabilities: np.ndarray, labels: np.ndarray, min_confidence: float,
-                      passed: np.ndarray | None = None) -> dict[str, float]:
-    """Coverage (share answered) and accuracy on the answered images, at ``min_confidence`` and the checks."""
-    kept = answered(probabilities, min_confidence, passed)
-    correct = probabilities.argmax(axis=1) == labels
-    return {"min_confidence": min_confidence, "coverage": float(kept.mean()),
-            "accuracy_answered": float(correct[kept].mean()) if kept.any() else 0.0}
+def decide(probabilities: np.ndarray, class_names: tuple[str, ...], point: OperatingPoint,
+           domain_scores: np.ndarray | None = None, images: np.ndarray | None = None,
+           p_fake: Callable[[np.ndarray], np.ndarray] | None = None) -> Verdicts:
+    """The verdict for a batch of calibrated ``probabilities`` (N x classes), in order: out_of_domain where the
+    domain score is below the gate's threshold (the confidence of a picture the model does not know means
+    nothing), low_confidence below ``min_confidence``, then compression_sensitive where a FAKE answer's picture,
+    re-encoded like CIFAKE, leans REAL: where the point has a recheck, the aligned ``images`` about to be answered
+    FAKE are re-encoded and classified again by ``p_fake`` (uint8 batch -> calibrated P(FAKE), the served
+    model)."""
+    leaning = probabilities.argmax(axis=1)
+    confidence = probabilities[np.arange(len(probabilities)), leaning].astype(np.float64)   # thresholds are float64
+    reasons: list[str | None] = [None] * len(probabilities)
+    if point.domain_threshold is not None and domain_scores is not None:
+        for row in np.flatnonzero(domain_scores.astype(np.float64) < point.domain_threshold):
+            reasons[row] = OUT_OF_DOMAIN
+    for row in np.flatnonzero(confidence < point.min_confidence):
+        reasons[row] = reasons[row] or LOW_CONFIDENCE
+    rechecked = None
+    if point.recheck is not None and p_fake is not None:
+        eligible = (leaning == class_names.index("FAKE")) & np.array([r is None for r in reasons], dtype=bool)
+        rechecked = np.full(len(probabilities), np.nan)
+        if eligible.any():
+            rechecked[eligible] = p_fake(reencode(point.recheck, images[eligible]))
+        for row in np.flatnonzero(rechecked < RECHECK_CUTOFF):
+            reasons[row] = COMPRESSION_SENSITIVE
+    return Verdicts(class_names, point, leaning, confidence, tuple(reasons), domain_scores, rechecked)

@@ -8,7 +8,6 @@ small uint8 tensors (cheap host->device copies; the upsample runs on the device)
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -97,14 +96,3 @@ def predict_logits(
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             outputs.append(model(batch).float().cpu())
     return torch.cat(outputs) if outputs else torch.empty(0, 2)
-
-
-def fake_probability(model: nn.Module, metadata: ModelMetadata, batch_size: int = 256,
-                     precision: str = "fp32") -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 N×3×s×s batch -> calibrated P(FAKE) per image with the eager model (what the JPEG recheck calls)."""
-    fake = metadata.class_names.index("FAKE")
-
-    def p_fake(images: np.ndarray) -> np.ndarray:
-        logits = predict_logits(model, torch.from_numpy(images), batch_size, precision)
-        return calibrated_probabilities(logits, metadata.temperature)[:, fake].numpy()
-    return p_fake

@@ -1,20 +1,16 @@
 """The request pipeline: one definition of what happens to a batch of requests, shared by the TorchServe
 handler, the bare-model benchmark and the offline reports.
 
-    decode -> align -> batch -> backend (+ domain gate, JPEG recheck) -> calibrated answer -> second opinion -> explanations -> metrics
+    decode -> align -> batch -> backend (+ domain gate) -> verdict (+ JPEG recheck) -> response
 
 * ``extract_image_bytes``  request dict -> image bytes (raw body, multipart ``data``, base64 JSON, KServe instance)
 * ``decode_batch``         requests -> one uint8 batch (N,3,32,32) + per-request errors
 * backend                  batch -> logits (``detector.backends``; the archive picks the runtime)
 * domain gate              batch -> domain score per image (``detector.domain``), where the model has a gate
-* JPEG recheck             the pictures about to be answered FAKE -> P(FAKE) once re-encoded like CIFAKE
-                           (``detector.recheck``), where the model has the recheck
-* ``answers``              logits + domain scores + recheck -> calibrated JSON per request (REAL, FAKE or
-                           UNCERTAIN with its reason: out_of_domain, low_confidence or compression_sensitive),
-                           errors left in their slots
-* ``add_spectral_opinion`` the frequency score beside the CNN's answer (never replacing it)
-* ``add_explanations``     Grad-CAM for the requests that asked for one (eager model, same input)
-* ``batch_metrics``        the batch's own metrics (size, stage times, labels, input errors)
+* ``detector.answer.decide``  probabilities + domain scores -> REAL, FAKE or UNCERTAIN with its reason; it asks
+                           for the JPEG recheck (``detector.recheck``) of the pictures about to be answered FAKE
+* ``build_responses``      each request's JSON, built once: the verdict, both calibrated probabilities, the
+                           domain score, the frequency score's second opinion and a Grad-CAM map where asked
 
 Each stage is a small function that tests call alone; ``DetectorPipeline`` composes them. A bad input fails
 only its own request (a 4xx JSON body in its slot); the rest of the batch is answered.
@@ -24,11 +20,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import logging
-import os
 import time
-from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,102 +32,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from detector.answer import answer, answered
-from detector.backends import Backend, EagerBackend, load_backend, select_device, self_checked
-from detector.domain import DomainGate, DomainGateSpec
+from detector.answer import OperatingPoint, Verdicts, decide
+from detector.backends import Backend, EagerBackend, batched_outputs, load_backend, select_device, self_checked
+from detector.domain import DomainScorer
 from detector.gradcam import explanation, grad_cam
 from detector.metadata import ModelMetadata
 from detector.model import AlignedClassifier, calibrated_probabilities, load_model
 from detector.preprocessing import DecodeLimits, InvalidImageError, load_aligned
-from detector.recheck import JpegRecheck, passed_checks
 from detector.spectral import SPECTRAL_FILENAME, SpectralScore
 
 logger = logging.getLogger(__name__)
 
 JSON_IMAGE_KEYS = ("image", "data", "b64")
-REASON_PHRASES = {400: "Bad Request", 413: "Payload Too Large", 415: "Unsupported Media Type"}
-THREADS_ENV = "AI_DETECTOR_INTRA_OP_THREADS"
-
-
-@dataclass(frozen=True)
-class HandlerSettings:
-    """Serving options from the archive's model-config.yaml ``handler`` section (defaults: offline use)."""
-
-    limits: DecodeLimits = DecodeLimits()
-    threads: int = 0                      # intra-op threads; 0 leaves the runtimes' own default
-    min_confidence: float | None = None   # None: the model's own (metadata.json); 0: never UNCERTAIN
-    domain_threshold: float | None = None  # None: the model's own gate (if it has one); DOMAIN_OFF: no gate
-    jpeg_recheck: bool = True             # the model's JPEG recheck (if it has one); False: never rechecked
-
-    def abstain_below(self, metadata: ModelMetadata) -> float:
-        """The confidence below which this model answers UNCERTAIN."""
-        return metadata.min_confidence if self.min_confidence is None else self.min_confidence
-
-    def out_of_domain_below(self, metadata: ModelMetadata) -> float | None:
-        """The domain score below which this model answers UNCERTAIN (out_of_domain); None: no gate runs."""
-        spec = DomainGateSpec.of(metadata)
-        if spec is None or self.domain_threshold == DOMAIN_OFF:
-            return None
-        return spec.threshold if self.domain_threshold is None else self.domain_threshold
-
-    def recheck(self, metadata: ModelMetadata) -> JpegRecheck | None:
-        """The JPEG recheck this model runs; None: none."""
-        return JpegRecheck.of(metadata) if self.jpeg_recheck else None
-
-    @classmethod
-    def from_yaml(cls, section: dict[str, Any] | None, environ: dict[str, str] | None = None) -> "HandlerSettings":
-        """``$AI_DETECTOR_INTRA_OP_THREADS`` (set where TorchServe starts) overrides the archive's
-        ``intra_op_threads``, so operators size workers x threads to the cores without rebuilding."""
-        section = dict(section or {})
-        environ = os.environ if environ is None else environ
-        archive_threads = int(section.pop("intra_op_threads", 0))
-        threads = int(environ.get(THREADS_ENV) or archive_threads) or (os.cpu_count() or 1)
-        min_confidence = parse_min_confidence(section.pop("min_confidence", "model"))
-        domain_threshold = parse_domain_threshold(section.pop("domain_threshold", "model"))
-        jpeg_recheck = parse_jpeg_recheck(section.pop("jpeg_recheck", "model"))
-        known = {"max_image_bytes": "max_bytes", "max_image_pixels": "max_pixels", "max_image_side": "max_side"}
-        unknown = set(section) - set(known)
-        if unknown:
-            raise ValueError(f"unknown handler settings: {sorted(unknown)}")
-        return cls(limits=DecodeLimits(**{known[k]: int(v) for k, v in section.items()}), threads=threads,
-                   min_confidence=min_confidence, domain_threshold=domain_threshold, jpeg_recheck=jpeg_recheck)
-
-
-def parse_min_confidence(value: Any) -> float | None:
-    """``model`` (the threshold fitted with the weights), ``off`` (always REAL or FAKE; YAML may read it as
-    false) or a confidence in [0.5, 1)."""
-    if value == "model":
-        return None
-    if value in ("off", False):
-        return 0.0
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.5 <= value < 1.0:
-        return float(value)
-    raise ValueError(f"handler min_confidence must be 'model', 'off' or a number in [0.5, 1), not {value!r}")
-
-
-DOMAIN_OFF = float("-inf")
-
-
-def parse_domain_threshold(value: Any) -> float | None:
-    """``model`` (the gate fitted with the weights, if any), ``off`` (no domain gate: it is not even computed)
-    or a domain score in [-1, 1] (cosine similarity; higher turns more pictures away)."""
-    if value == "model":
-        return None
-    if value in ("off", False):
-        return DOMAIN_OFF
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and -1.0 <= value <= 1.0:
-        return float(value)
-    raise ValueError(f"handler domain_threshold must be 'model', 'off' or a number in [-1, 1], not {value!r}")
-
-
-def parse_jpeg_recheck(value: Any) -> bool:
-    """``model`` (the recheck shipped with the weights, if any) or ``off`` (FAKE answers are not rechecked: half
-    the forward passes of FAKE-leaning traffic saved, camera photos called FAKE more often)."""
-    if value == "model":
-        return True
-    if value in ("off", False):
-        return False
-    raise ValueError(f"handler jpeg_recheck must be 'model' or 'off', not {value!r}")
 
 
 @dataclass
@@ -201,160 +112,110 @@ def error_body(error: InvalidImageError) -> dict[str, Any]:
     return {"code": error.status, "type": error.kind, "message": str(error)}
 
 
-def answers(probabilities: np.ndarray, prepared: PreparedBatch, metadata: ModelMetadata, backend_name: str,
-            model_version: str, min_confidence: float, domain_scores: np.ndarray | None = None,
-            domain_threshold: float | None = None,
-            fake_after_reencoding: np.ndarray | None = None) -> list[dict[str, Any]]:
-    """One JSON-serialisable response per request, in request order, naming the version that answered:
-    REAL or FAKE, or UNCERTAIN (with the reason) below ``domain_threshold`` or ``min_confidence`` or where a
-    FAKE answer's JPEG recheck (``fake_after_reencoding``, NaN where not rechecked) leans REAL; both calibrated
-    ``probabilities`` (``DetectorPipeline.calibrated``) always, and the domain score wherever the gate ran."""
-    slots: dict[int, dict[str, Any]] = {pos: error_body(err) for pos, err in prepared.errors.items()}
-    for row, position in enumerate(prepared.positions):
-        score = None if domain_scores is None else float(domain_scores[row])
-        recheck = None if fake_after_reencoding is None else float(fake_after_reencoding[row])
-        given = answer(probabilities[row], metadata.class_names, min_confidence, score, domain_threshold, recheck)
-        slots[position] = {
-            "label": given["label"],
-            "probabilities": {name: float(probabilities[row, i]) for i, name in enumerate(metadata.class_names)},
-            "model_version": model_version,
-            "backend": backend_name,
-            **({"domain_score": round(score, 6)} if score is not None else {}),
-            **({"abstained": given["abstained"]} if "abstained" in given else {}),
-        }
-    return [slots[i] for i in range(len(slots))]
-
-
-def add_spectral_opinion(responses: list[dict[str, Any]], prepared: PreparedBatch, score: SpectralScore) -> None:
-    """Attach the frequency score's P(FAKE) and its measured test accuracy beside the CNN's answer.
-    It is a second opinion only: the label stays the CNN's."""
-    if not prepared.positions:
-        return
-    p_fake = score.p_fake(prepared.images.transpose(0, 2, 3, 1))
-    for row, position in enumerate(prepared.positions):
-        responses[position]["spectral"] = {"p_fake": float(p_fake[row]),
-                                           "test_accuracy": score.metrics.get("test_accuracy")}
-
-
-def add_explanations(responses: list[dict[str, Any]], prepared: PreparedBatch, logits: np.ndarray,
-                     model: AlignedClassifier, wanted: Collection[int]) -> None:
-    """Attach a Grad-CAM map of the predicted class to the answers of the positions in ``wanted``.
-
-    The map is computed on the served weights (the eager model built from the archive's
-    safetensors, since the TorchScript/ONNX graphs expose no intermediate layers) and the very
-    uint8 input the backend classified; the label it explains is the backend's.
-    """
-    rows = [row for row, position in enumerate(prepared.positions) if position in wanted]
-    if not rows:
-        return
-    device = next(model.parameters()).device
-    images = torch.from_numpy(prepared.images[rows]).to(device)
-    cams = grad_cam(model, images, np.asarray(logits)[rows].argmax(axis=1).tolist())
-    for row, cam in zip(rows, cams):
-        responses[prepared.positions[row]]["gradcam"] = explanation(prepared.images[row].transpose(1, 2, 0), cam,
-                                                                    model.architecture)
-
 
 @dataclass(frozen=True)
-class MetricSample:
-    """One value for TorchServe's metrics (Prometheus on the metrics port); ModelName/Level are added by TorchServe."""
+class Opinions:
+    """What is said beside a batch's verdicts, by row of the decoded images: the frequency score's P(FAKE) with
+    its measured test accuracy (None: the model has no such score) and Grad-CAM maps for the rows that asked."""
 
-    name: str
-    value: float
-    unit: str
-    kind: str                                      # "counter" or "histogram"
-    dimensions: tuple[tuple[str, str], ...] = ()
+    spectral_p_fake: np.ndarray | None = None
+    spectral_accuracy: float | None = None
+    explanations: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
-def batch_metrics(prepared: PreparedBatch, responses: list[dict[str, Any]], preprocess_ms: float,
-                  inference_ms: float, domain_ms: float | None = None,
-                  recheck_ms: float | None = None) -> list[MetricSample]:
-    """What operators watch per batch: its size, stage times (the domain gate's and the JPEG recheck's where
-    they ran), answers per label, abstentions per reason, input errors per type."""
-    samples = [MetricSample("BatchSize", len(responses), "count", "histogram"),
-               MetricSample("PreprocessMs", preprocess_ms, "ms", "histogram")]
-    if prepared.positions:  # no inference ran for a batch of only bad requests
-        samples.append(MetricSample("InferenceMs", inference_ms, "ms", "histogram"))
-        if domain_ms is not None:
-            samples.append(MetricSample("DomainGateMs", domain_ms, "ms", "histogram"))
-        if recheck_ms is not None:
-            samples.append(MetricSample("RecheckMs", recheck_ms, "ms", "histogram"))
-    labels = Counter(r["label"] for r in responses if "label" in r)
-    samples += [MetricSample("Predictions", n, "count", "counter", (("Label", label),)) for label, n in sorted(labels.items())]
-    reasons = Counter(r["abstained"]["reason"] for r in responses if "abstained" in r)
-    samples += [MetricSample("Abstentions", n, "count", "counter", (("Reason", reason),))
-                for reason, n in sorted(reasons.items())]
-    errors = Counter(error.kind for error in prepared.errors.values())
-    samples += [MetricSample("InputErrors", n, "count", "counter", (("ErrorType", kind),)) for kind, n in sorted(errors.items())]
-    return samples
+def build_responses(prepared: PreparedBatch, probabilities: np.ndarray, verdicts: Verdicts, model_version: str,
+                    backend_name: str, opinions: Opinions = Opinions()) -> list[dict[str, Any]]:
+    """One JSON-serialisable response per request, in request order, each built once: the verdict (REAL, FAKE or
+    UNCERTAIN with its reason), both calibrated probabilities, the version and backend that answered, the domain
+    score wherever the gate ran, then the second opinion and the explanation; errors stay in their slots."""
+    slots: dict[int, dict[str, Any]] = {pos: error_body(err) for pos, err in prepared.errors.items()}
+    names = verdicts.class_names
+    for row, position in enumerate(prepared.positions):
+        given = verdicts.answer(row)
+        response = {"label": given["label"],
+                    "probabilities": {name: float(probabilities[row, i]) for i, name in enumerate(names)},
+                    "model_version": model_version, "backend": backend_name}
+        if verdicts.domain_scores is not None:
+            response["domain_score"] = round(float(verdicts.domain_scores[row]), 6)
+        if "abstained" in given:
+            response["abstained"] = given["abstained"]
+        if opinions.spectral_p_fake is not None:
+            response["spectral"] = {"p_fake": float(opinions.spectral_p_fake[row]),
+                                    "test_accuracy": opinions.spectral_accuracy}
+        if row in opinions.explanations:
+            response["gradcam"] = opinions.explanations[row]
+        slots[position] = response
+    return [slots[i] for i in range(len(slots))]
 
 
 @dataclass
 class PipelineResult:
-    """A batch's answers (in request order; errors in their slots) and what it cost."""
+    """A batch's answers (in request order; errors in their slots) and what each stage cost."""
 
     responses: list[dict[str, Any]]
     errors: dict[int, InvalidImageError]
+    images: int                 # requests that decoded (0: no inference ran)
     decode_ms: float
     backend_ms: float
     domain_ms: float | None     # None: no domain gate ran
-    metrics: list[MetricSample]
-    recheck_ms: float | None = None   # None: no JPEG recheck ran
+    recheck_ms: float | None    # None: no JPEG recheck ran
 
 
 class DetectorPipeline:
-    """The stages above wired to one model: what a TorchServe worker runs per batch, and what the benchmark
-    and the offline reports run too, so that their figures describe the served path."""
+    """The stages above wired to one model at one operating point: what a TorchServe worker runs per batch, and
+    what the benchmark and the offline reports run too, so that their figures describe the served path."""
 
-    def __init__(self, model_dir: Path, metadata: ModelMetadata, backend: Backend, settings: HandlerSettings,
-                 model_version: str, device: torch.device = torch.device("cpu"),
-                 domain_files: Path | None = None) -> None:
+    def __init__(self, model_dir: Path, metadata: ModelMetadata, backend: Backend, point: OperatingPoint,
+                 model_version: str, limits: DecodeLimits = DecodeLimits(), device: torch.device = torch.device("cpu"),
+                 domain_files: Path | None = None, threads: int = 0) -> None:
         self.model_dir = Path(model_dir)
         self.metadata = metadata
         self.backend = backend
-        self.settings = settings
+        self.point = point
         self.model_version = model_version
+        self.limits = limits
         self.device = device
-        self.min_confidence = settings.abstain_below(metadata)
-        self.domain_threshold = settings.out_of_domain_below(metadata)   # None: no gate, so nothing to load
-        self.domain = (None if self.domain_threshold is None else
-                       DomainGate.load(domain_files or self.model_dir, DomainGateSpec.of(metadata), settings.threads))
-        self.recheck = settings.recheck(metadata)
+        if point.domain_threshold is not None and metadata.domain_gate is None:
+            raise ValueError("a domain threshold was set for a model without a domain gate (metadata.json)")
+        self.domain = (None if point.domain_threshold is None else   # no gate: nothing to load
+                       DomainScorer.load(domain_files or self.model_dir, metadata.domain_gate, threads))
         self.fake_index = metadata.class_names.index("FAKE")
         has_spectral = (self.model_dir / SPECTRAL_FILENAME).exists()   # optional: models fitted without one
         self.spectral = SpectralScore.load(self.model_dir) if has_spectral else None
         self._explainer: AlignedClassifier | None = None
 
     @classmethod
-    def load(cls, model_dir: Path, artifact: str | None = None, settings: HandlerSettings = HandlerSettings(),
-             gpu_id: int | None = None, model_version: str | None = None,
-             domain_files: Path | None = None) -> "DetectorPipeline":
+    def load(cls, model_dir: Path, artifact: str | None = None, point: OperatingPoint | None = None,
+             limits: DecodeLimits = DecodeLimits(), threads: int = 0, gpu_id: int | None = None,
+             model_version: str | None = None, domain_files: Path | None = None) -> "DetectorPipeline":
         """As a worker builds it: ``artifact`` (a file in ``model_dir``, the archive's serialized file) on the
         assigned device, self-checked against the export's reference answers. Without an artifact: the eager
-        fp32 weights (offline reports on a model directory, nothing exported). The domain gate's files come
-        from ``model_dir`` (an archive) or ``domain_files`` (``export.domain_gate.gate_folder``, offline)."""
+        fp32 weights (offline reports on a model directory, nothing exported). ``point``: the model's own unless
+        given. The domain gate's files come from ``model_dir`` (an archive) or ``domain_files``
+        (``export.domain_gate.gate_folder``, offline)."""
         model_dir = Path(model_dir)
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
+        if threads:
+            torch.set_num_threads(threads)
         device = select_device(gpu_id)
         if artifact is None:
             model, metadata = load_model(model_dir, device)
             backend: Backend = EagerBackend(model)
         else:
             metadata = ModelMetadata.load(model_dir)
-            backend = self_checked(load_backend(model_dir / artifact, device, settings.threads), model_dir, metadata,
-                                   device)
-        pipeline = cls(model_dir, metadata, backend, settings, model_version or metadata.version, device, domain_files)
-        gate = ("no domain gate" if pipeline.domain_threshold is None
-                else f"out of domain below {pipeline.domain_threshold:.4f}")
-        gate += ", FAKE answers rechecked after JPEG re-encoding" if pipeline.recheck else ", no JPEG recheck"
+            backend = self_checked(load_backend(model_dir / artifact, device, threads), model_dir, metadata, device)
+        point = OperatingPoint.of(metadata) if point is None else point
+        pipeline = cls(model_dir, metadata, backend, point, model_version or metadata.version, limits, device,
+                       domain_files, threads)
+        gate = ("no domain gate" if point.domain_threshold is None
+                else f"out of domain below {point.domain_threshold:.4f}")
+        gate += ", FAKE answers rechecked after JPEG re-encoding" if point.recheck else ", no JPEG recheck"
         logger.info("ai_detector %s (weights %s): %s on %s, %d threads, UNCERTAIN below confidence %.4f, %s",
                     pipeline.model_version, metadata.version, backend.name, device, torch.get_num_threads(),
-                    pipeline.min_confidence, gate)
+                    point.min_confidence, gate)
         return pipeline
 
     def decode(self, requests: list[dict[str, Any]]) -> PreparedBatch:
-        return decode_batch(requests, self.metadata, self.settings.limits)
+        return decode_batch(requests, self.metadata, self.limits)
 
     def infer(self, prepared: PreparedBatch) -> np.ndarray:
         if not prepared.positions:
@@ -365,29 +226,38 @@ class DetectorPipeline:
         """The domain gate's score per aligned image; None when no gate runs."""
         return None if self.domain is None else self.domain.scores(images)
 
-    def in_domain(self, domain_scores: np.ndarray | None) -> np.ndarray | None:
-        return None if domain_scores is None else domain_scores >= self.domain_threshold
-
-    def fake_after_reencoding(self, images: np.ndarray, probabilities: np.ndarray,
-                              domain_scores: np.ndarray | None) -> np.ndarray | None:
-        """The JPEG recheck's P(FAKE) for the pictures about to be answered FAKE (NaN for the others); None where
-        the model has no recheck or it is off."""
-        if self.recheck is None:
-            return None
-        eligible = answered(probabilities, self.min_confidence, self.in_domain(domain_scores))
-        return self.recheck.fake_after_reencoding(images, probabilities, self.fake_index, self.p_fake, eligible)
-
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
         return calibrated_probabilities(torch.from_numpy(np.asarray(logits)), self.metadata.temperature).numpy()
 
-    def p_fake(self, images: np.ndarray) -> np.ndarray:
-        """Calibrated P(FAKE) of a uint8 batch, one pass of the served backend."""
-        return self.calibrated(self.backend(images))[:, self.fake_index]
+    def p_fake(self, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
+        """Calibrated P(FAKE) of a uint8 batch with the served backend."""
+        return self.calibrated(batched_outputs(self.backend, images, batch_size))[:, self.fake_index]
 
-    def answer(self, probabilities: np.ndarray, prepared: PreparedBatch, domain_scores: np.ndarray | None = None,
-               fake_after_reencoding: np.ndarray | None = None) -> list[dict[str, Any]]:
-        return answers(probabilities, prepared, self.metadata, self.backend.name, self.model_version, self.min_confidence,
-                       domain_scores, self.domain_threshold, fake_after_reencoding)
+    def decide(self, images: np.ndarray, probabilities: np.ndarray, domain_scores: np.ndarray | None,
+               point: OperatingPoint | None = None) -> Verdicts:
+        """The verdicts for aligned ``images`` (``point``: this pipeline's unless given), rechecking the pictures
+        about to be answered FAKE with the served backend."""
+        point = self.point if point is None else point
+        return decide(probabilities, self.metadata.class_names, point, domain_scores, images, self.p_fake)
+
+    def opinions(self, prepared: PreparedBatch, logits: np.ndarray, explain: Collection[int]) -> Opinions:
+        """The frequency score's P(FAKE) for every decoded image and Grad-CAM maps for the positions in
+        ``explain``: computed on the served weights (the eager model built from the archive's safetensors, since
+        the TorchScript/ONNX graphs expose no intermediate layers) and the very uint8 input the backend
+        classified; the class a map explains is the backend's."""
+        if not prepared.positions:
+            return Opinions()
+        spectral = None if self.spectral is None else self.spectral.p_fake(prepared.images.transpose(0, 2, 3, 1))
+        accuracy = None if self.spectral is None else self.spectral.metrics.get("test_accuracy")
+        rows = [row for row, position in enumerate(prepared.positions) if position in explain]
+        explanations = {}
+        if rows:
+            model = self.explainer()
+            images = torch.from_numpy(prepared.images[rows]).to(next(model.parameters()).device)
+            cams = grad_cam(model, images, np.asarray(logits)[rows].argmax(axis=1).tolist())
+            explanations = {row: explanation(prepared.images[row].transpose(1, 2, 0), cam, model.architecture)
+                            for row, cam in zip(rows, cams)}
+        return Opinions(spectral, accuracy, explanations)
 
     def explainer(self) -> AlignedClassifier:
         """The eager model for Grad-CAM, built from the weights on the first explanation."""
@@ -405,18 +275,13 @@ class DetectorPipeline:
         inferred = time.perf_counter()
         scores = self.domain_scores(prepared.images) if prepared.positions else None
         gated = time.perf_counter()
-        rechecked = self.fake_after_reencoding(prepared.images, probabilities, scores) if prepared.positions else None
-        recheck_ms = (time.perf_counter() - gated) * 1000 if self.recheck is not None else None
-        responses = self.answer(probabilities, prepared, scores, rechecked)
-        if self.spectral is not None:
-            add_spectral_opinion(responses, prepared, self.spectral)
-        if explain:
-            add_explanations(responses, prepared, logits, self.explainer(), explain)
-        decode_ms, backend_ms = (decoded - started) * 1000, (inferred - decoded) * 1000
-        domain_ms = (gated - inferred) * 1000 if self.domain is not None else None
-        return PipelineResult(responses, prepared.errors, decode_ms, backend_ms, domain_ms,
-                              batch_metrics(prepared, responses, decode_ms, backend_ms, domain_ms, recheck_ms),
-                              recheck_ms)
+        verdicts = self.decide(prepared.images, probabilities, scores)
+        decided = time.perf_counter()
+        responses = build_responses(prepared, probabilities, verdicts, self.model_version, self.backend.name,
+                                    self.opinions(prepared, logits, explain))
+        return PipelineResult(responses, prepared.errors, len(prepared.positions), (decoded - started) * 1000,
+                              (inferred - decoded) * 1000, (gated - inferred) * 1000 if self.domain is not None else None,
+                              (decided - gated) * 1000 if self.point.recheck is not None else None)
 
     def aligned(self, files: list[bytes], first_index: int = 0) -> np.ndarray:
         """The uint8 N×3×s×s batch the server classifies for these encoded files; an undecodable file raises its
@@ -427,28 +292,23 @@ class DetectorPipeline:
             raise InvalidImageError(f"file {first_index + position}: {error}", error.status, error.kind)
         return prepared.images
 
-    def assess(self, files: list[bytes], batch_size: int = 128, gate: bool = True,
-               recheck_all: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """Calibrated class probabilities (N x classes) for encoded files and, per file, whether the domain gate
-        and the JPEG recheck let it be answered (False: UNCERTAIN whatever the confidence; None where neither
-        runs), exactly as served (``aligned``). The server rechecks only pictures confident enough to be
-        answered; ``recheck_all`` rechecks every FAKE-leaning one (the same answers at the served threshold, and
-        the verdicts a sweep over lower thresholds needs)."""
-        checked = gate and (self.domain is not None or self.recheck is not None)
-        batches, passed = [], []
+    def assess(self, files: list[bytes], batch_size: int = 128,
+               point: OperatingPoint | None = None) -> tuple[np.ndarray, Verdicts]:
+        """Calibrated class probabilities (N x classes) and the verdicts for encoded files, exactly as served
+        (``aligned``), at ``point`` (this pipeline's unless given: a point with ``min_confidence`` 0 rechecks
+        every FAKE-leaning picture in domain, the verdicts a sweep over thresholds needs)."""
+        batches, verdicts = [], []
         for start in range(0, len(files), batch_size):
             images = self.aligned(files[start:start + batch_size], start)
             batches.append(self.calibrated(self.backend(images)))
-            if checked:
-                passed.append(passed_checks(self.recheck, images, batches[-1], self.fake_index, self.p_fake,
-                                            self.in_domain(self.domain_scores(images)),
-                                            0.0 if recheck_all else self.min_confidence))
-        probabilities = (np.concatenate(batches) if batches
-                         else np.empty((0, len(self.metadata.class_names)), np.float32))
-        if not checked:
-            return probabilities, None
-        return probabilities, np.concatenate(passed) if passed else np.empty(0, dtype=bool)
+            verdicts.append(self.decide(images, batches[-1], self.domain_scores(images), point))
+        if not batches:
+            empty = np.empty((0, len(self.metadata.class_names)), np.float32)
+            return empty, self.decide(np.empty((0, 3, 1, 1), np.uint8), empty, None, point)
+        return np.concatenate(batches), Verdicts.concatenate(verdicts)
 
     def probabilities(self, files: list[bytes], batch_size: int = 128) -> np.ndarray:
         """Calibrated class probabilities (N x classes) for encoded files, exactly as served (``aligned``)."""
-        return self.assess(files, batch_size, gate=False)[0]
+        return np.concatenate([self.calibrated(self.backend(self.aligned(files[start:start + batch_size], start)))
+                               for start in range(0, len(files), batch_size)] or
+                              [np.empty((0, len(self.metadata.class_names)), np.float32)])

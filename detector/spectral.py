@@ -75,22 +75,3 @@ class SpectralScore:
     def load(cls, directory: Path) -> "SpectralScore":
         raw = json.loads((Path(directory) / SPECTRAL_FILENAME).read_text())
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-
-
-def fit_spectral_score(images: np.ndarray, labels: np.ndarray, l2: float = 1e-3, steps: int = 50) -> SpectralScore:
-    """Fit by Newton's method (the problem is small and convex): labels 1 = FAKE."""
-    features = radial_spectrum(images)
-    mean, std = features.mean(axis=0), features.std(axis=0) + 1e-6
-    z = np.hstack([(features - mean) / std, np.ones((len(features), 1))])
-    w = np.zeros(z.shape[1])
-    ridge = l2 * len(z) * np.eye(z.shape[1])
-    ridge[-1, -1] = 0.0                                                           # no penalty on the bias
-    for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-(z @ w)))
-        gradient = z.T @ (p - labels) + ridge @ w
-        hessian = (z * (p * (1 - p))[:, None]).T @ z + ridge
-        step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return SpectralScore(tuple(mean.tolist()), tuple(std.tolist()), tuple(w[:-1].tolist()), float(w[-1]))

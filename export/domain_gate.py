@@ -25,17 +25,22 @@ import sys
 import tempfile
 from pathlib import Path
 
+import dataclasses
+
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from detector.backbones import load_imagenet_weights
 from detector.backends import OnnxBackend, batched_outputs
-from detector.data import CifakeSource, load_split
-from detector.domain import (EXTRACTOR_NAME, GATE_FILES, REFERENCE_NAME, DomainGate, DomainGateSpec,
-                             ImageNetFeatures, reference_samples, split_portions)
-from detector.metadata import ModelMetadata
+from detector.data import CifakeSource, Sample, choose_samples, load_split, stratified_split
+from detector.domain import EXTRACTOR_NAME, GATE_FILES, REFERENCE_NAME, DomainScorer
+from detector.metadata import DomainGate, ModelMetadata
+from detector.model import AlignedClassifier
 from detector.paths import REPO
 from detector.pipeline import DetectorPipeline
-from export.export import ParityError, export_int8, export_onnx
+from export.convert import ParityError, export_int8, export_onnx
 
 CACHE = REPO / "build" / "domain"
 FEATURE_TOLERANCE = 1e-3    # max |delta| of a unit-length feature, ONNX fp32 against eager
@@ -46,13 +51,40 @@ PROBE_IMAGES = 32
 KEEP_TOLERANCE = 0.005      # the threshold must keep its validation share within half a point
 
 
-def _cache_folder(metadata: ModelMetadata, spec: DomainGateSpec) -> Path:
+class ImageNetFeatures(nn.Module):
+    """uint8 (N,3,s,s) -> L2-normalised ImageNet features of the extractor at ``align_size`` (same alignment
+    and normalisation as the detector): what the gate's ONNX extractor is exported from."""
+
+    def __init__(self, metadata: ModelMetadata, spec: DomainGate) -> None:
+        super().__init__()
+        self.aligned = AlignedClassifier(dataclasses.replace(metadata, architecture=spec.extractor,
+                                                             align_size=spec.align_size))
+        load_imagenet_weights(self.aligned.backbone, spec.extractor)
+        self.aligned.backbone._fc = nn.Identity()
+        self.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.aligned(images), dim=1)
+
+
+def split_portions(source: CifakeSource, spec: DomainGate) -> tuple[list[Sample], list[Sample]]:
+    """The training portion and the validation split of the official train split, as the run carved them."""
+    samples = source.split("train")
+    train_idx, val_idx = stratified_split(np.array([s.label for s in samples]), spec.val_fraction, spec.split_seed)
+    return [samples[i] for i in train_idx], [samples[i] for i in val_idx]
+
+
+def reference_samples(source: CifakeSource, spec: DomainGate) -> list[Sample]:
+    return choose_samples(split_portions(source, spec)[0], spec.reference_images, spec.reference_seed)
+
+
+def _cache_folder(metadata: ModelMetadata, spec: DomainGate) -> Path:
     key = json.dumps([spec.build_key(), metadata.input_size, metadata.downsample_filter, list(metadata.mean),
                       list(metadata.std), metadata.interpolation])
     return CACHE / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def build_files(metadata: ModelMetadata, spec: DomainGateSpec, data: Path, out_dir: Path) -> Path:
+def build_files(metadata: ModelMetadata, spec: DomainGate, data: Path, out_dir: Path) -> Path:
     """Export the extractor (fp32, then int8 where the spec asks), check it against eager PyTorch, compute the
     reference features with it and store the probe every worker replays."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -79,16 +111,16 @@ def build_files(metadata: ModelMetadata, spec: DomainGateSpec, data: Path, out_d
                           f"(< {MIN_MEAN_COSINE})")
     stored = features.astype(np.float16)   # the probe is scored against the references as workers load them
     np.save(out_dir / REFERENCE_NAME, stored)
-    DomainGate(extractor, stored, spec).save_probe(out_dir, references[:PROBE_IMAGES])
+    DomainScorer(extractor, stored, spec).save_probe(out_dir, references[:PROBE_IMAGES])
     print(f"[domain-gate] {spec.extractor} at {spec.align_size} px, {spec.precision}, {len(references)} reference "
           f"images (ONNX fp32 vs eager max |d| {delta:.1e}, {spec.precision} mean cosine {cosine:.4f}) -> {out_dir}",
           file=sys.stderr, flush=True)
     return out_dir
 
 
-def gate_folder(metadata: ModelMetadata, data: Path, spec: DomainGateSpec | None = None) -> Path:
+def gate_folder(metadata: ModelMetadata, data: Path, spec: DomainGate | None = None) -> Path:
     """The folder holding the gate's files for ``spec`` (default: the metadata's), built on first use."""
-    spec = spec or DomainGateSpec.of(metadata)
+    spec = spec or metadata.domain_gate
     if spec is None:
         raise ValueError("this model has no domain gate (metadata.json domain_gate is null)")
     folder = _cache_folder(metadata, spec)
@@ -101,11 +133,11 @@ def gate_folder(metadata: ModelMetadata, data: Path, spec: DomainGateSpec | None
     return folder
 
 
-def offline_gate(metadata: ModelMetadata, data: Path) -> DomainGate | None:
+def offline_gate(metadata: ModelMetadata, data: Path) -> DomainScorer | None:
     """The model's domain gate from the built files (None for a model without one): offline figures use the
     very files the archives carry."""
-    spec = DomainGateSpec.of(metadata)
-    return None if spec is None else DomainGate.load(gate_folder(metadata, data), spec)
+    spec = metadata.domain_gate
+    return None if spec is None else DomainScorer.load(gate_folder(metadata, data), spec)
 
 
 def offline_pipeline(model_dir: Path, data: Path) -> DetectorPipeline:
@@ -115,7 +147,7 @@ def offline_pipeline(model_dir: Path, data: Path) -> DetectorPipeline:
     return DetectorPipeline.load(model_dir, domain_files=gate_folder(metadata, data) if metadata.domain_gate else None)
 
 
-def validation_scores(gate: DomainGate, metadata: ModelMetadata, data: Path) -> np.ndarray:
+def validation_scores(gate: DomainScorer, metadata: ModelMetadata, data: Path) -> np.ndarray:
     """Domain scores of the whole validation split (what the threshold is fitted on)."""
     source = CifakeSource(data, metadata.class_names)
     validation = load_split(source, split_portions(source, gate.spec)[1], metadata.input_size,
@@ -126,10 +158,10 @@ def validation_scores(gate: DomainGate, metadata: ModelMetadata, data: Path) -> 
 def copy_proven(metadata: ModelMetadata, data: Path, out_dir: Path) -> dict[str, float]:
     """Put the gate's files in ``out_dir`` after checking that the metadata's threshold keeps the validation share
     it was fitted to keep with these very files; returns the check's figures."""
-    spec = DomainGateSpec.of(metadata)
+    spec = metadata.domain_gate
     assert spec is not None
     folder = gate_folder(metadata, data)
-    kept = float((validation_scores(DomainGate.load(folder, spec), metadata, data) >= spec.threshold).mean())
+    kept = float((validation_scores(DomainScorer.load(folder, spec), metadata, data) >= spec.threshold).mean())
     if abs(kept - spec.keep_validation) > KEEP_TOLERANCE:
         raise ParityError(f"domain gate: the threshold {spec.threshold:.4f} keeps {kept:.2%} of validation with these "
                           f"files, it was fitted to keep {spec.keep_validation:.2%}: refit it "

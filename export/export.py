@@ -18,7 +18,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,32 +32,14 @@ from detector.spectral import SPECTRAL_FILENAME
 from detector.selfcheck import (MAX_MEAN_ABS_DELTA, MIN_LABEL_AGREEMENT, SelfCheck, probability_agreement,
                                 within_quantisation_tolerance)
 from detector.backends import batched_outputs, load_backend
+from export.convert import ParityError, export_int8, export_onnx, export_torchscript
+from export.domain_gate import copy_proven
 
 TORCHSCRIPT_NAME = "ai_detector.pt"
 ONNX_NAME = "ai_detector.onnx"
 INT8_NAME = "ai_detector_int8.onnx"
 SELFCHECK_IMAGES = 64
 PARITY_NAME = "parity.json"
-INPUT_NAME, OUTPUT_NAME = "images", "logits"
-
-
-class ParityError(RuntimeError):
-    """An exported artifact disagrees with the eager model beyond tolerance."""
-
-
-def export_torchscript(model: AlignedClassifier, path: Path) -> Path:
-    scripted = torch.jit.freeze(torch.jit.script(model.eval()))
-    scripted.save(str(path))
-    return path
-
-
-def export_onnx(model: torch.nn.Module, path: Path, input_size: int, output_name: str = OUTPUT_NAME) -> Path:
-    """ONNX with a dynamic batch axis and the weights inside the one file (uint8 N×3×s×s in)."""
-    example = torch.zeros(2, 3, input_size, input_size, dtype=torch.uint8)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    torch.onnx.export(model.eval(), (example,), str(path), input_names=[INPUT_NAME], output_names=[output_name],
-                      dynamic_shapes={"images": {0: batch}}, external_data=False, dynamo=True, verbose=False)
-    return path
 
 
 def parity_images(source_path: Path, count: int | None, size: int, filter_name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -130,30 +111,6 @@ def calibration_images(data: Path, count: int, size: int, filter_name: str, seed
     return load_split(source, choose_samples(source.split("train"), count, seed), size, filter_name).images
 
 
-def export_int8(onnx_fp32: Path, path: Path, calibration: np.ndarray, batch_size: int = 32) -> Path:
-    """Static int8 (QDQ, per-channel weights, u8 activations) calibrated on ``calibration``.
-
-    Weights use 7 bits (``reduce_range``): x86 CPUs without VNNI multiply u8×s8 pairs with VPMADDUBSW,
-    whose 16-bit sums saturate for 8-bit weights (255·127·2 > 32767), which cost 1.2 pt of accuracy on
-    an AVX2 Zen 3; with 7 bits (255·64·2 < 32767) every kernel (AVX2, AVX-512, VNNI, AMX) computes the
-    exact integer result. u8×u8 also avoids saturation but ran at 1.35x fp32 there instead of 1.9x."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
-
-    class Batches(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter([{INPUT_NAME: calibration[i:i + batch_size]} for i in range(0, len(calibration), batch_size)])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.batches, None)
-
-    with tempfile.TemporaryDirectory() as scratch:
-        prepared = Path(scratch) / "prepared.onnx"
-        quant_pre_process(str(onnx_fp32), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(path), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return path
-
-
 def export_all(model_dir: Path, out_dir: Path, parity_data: Path, parity_count: int = 256,
                tolerance: float = 1e-3, int8: bool = True) -> dict[str, Path]:
     """Write the artifacts, the metadata beside them, and the parity report; fail loudly on mismatch.
@@ -173,8 +130,6 @@ def export_all(model_dir: Path, out_dir: Path, parity_data: Path, parity_count: 
         (out_dir / name).unlink(missing_ok=True)
     gate_check = None
     if metadata.domain_gate is not None:   # the out-of-domain gate's files, built and proven (export.domain_gate)
-        from export.domain_gate import copy_proven   # it builds on this module's ONNX export
-
         gate_check = copy_proven(metadata, parity_data, out_dir)
     if int8:
         calibration = calibration_images(parity_data, 512, metadata.input_size, metadata.downsample_filter)

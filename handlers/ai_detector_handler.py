@@ -11,9 +11,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from detector.pipeline import REASON_PHRASES, DetectorPipeline, HandlerSettings, MetricSample
+from detector.metadata import ModelMetadata
+from detector.pipeline import DetectorPipeline
+from handlers.metrics import batch_metrics, emit_metrics
+from handlers.settings import HandlerSettings
 
 logger = logging.getLogger(__name__)
+
+REASON_PHRASES = {400: "Bad Request", 413: "Payload Too Large", 415: "Unsupported Media Type"}
 
 
 class AIDetectorHandler:
@@ -28,9 +33,11 @@ class AIDetectorHandler:
         model = context.manifest["model"]
         # the archive's version is the one operators route to (TorchServe model versions)
         version = model.get("modelVersion")
-        self.pipeline = DetectorPipeline.load(Path(properties["model_dir"]), model["serializedFile"],
-                                              HandlerSettings.from_yaml(yaml_config.get("handler")),
-                                              properties.get("gpu_id"), str(version) if version else None)
+        model_dir = Path(properties["model_dir"])
+        settings = HandlerSettings.from_yaml(yaml_config.get("handler"), ModelMetadata.load(model_dir))
+        self.pipeline = DetectorPipeline.load(model_dir, model["serializedFile"], settings.point, settings.limits,
+                                              settings.threads, properties.get("gpu_id"),
+                                              str(version) if version else None)
         self.initialized = True
 
     def handle(self, requests: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
@@ -40,7 +47,7 @@ class AIDetectorHandler:
                 context.set_response_content_type(position, "application/json")
             for position, error in result.errors.items():
                 context.set_response_status(error.status, REASON_PHRASES.get(error.status, "Bad Request"), idx=position)
-        emit_metrics(context, result.metrics)
+        emit_metrics(context, batch_metrics(result))
         return result.responses
 
 
@@ -56,14 +63,3 @@ def explanation_positions(items: list[Any], context: Any) -> set[int]:
     if one_request_per_item(items, context):
         return {i for i in range(len(items)) if context.get_request_header(i, "explain") == "True"}
     return set(range(len(items))) if context.get_request_header(0, "explain") == "True" else set()
-
-
-def emit_metrics(context: Any, samples: list[MetricSample]) -> None:
-    """Hand the batch's metrics to TorchServe (config.properties turns on model_metrics_auto_detect)."""
-    from ts.metrics.dimension import Dimension
-    from ts.metrics.metric_type_enum import MetricTypes
-
-    for sample in samples:
-        context.metrics.add_metric(sample.name, sample.value, sample.unit,
-                                   dimensions=[Dimension(name, value) for name, value in sample.dimensions],
-                                   metric_type=MetricTypes(sample.kind))

@@ -24,17 +24,29 @@ import yaml
 from detector.backends import FALLBACK_NAME, select_device
 from detector.hardware import cpu_info, cpu_line
 from detector.paths import REPO
-from detector.pipeline import DOMAIN_OFF, DetectorPipeline, HandlerSettings
+from detector.answer import OperatingPoint
+from detector.metadata import ModelMetadata
+from detector.pipeline import DetectorPipeline
 from export.variants import FORMATS
+from handlers.settings import HandlerSettings
 from loadtest.images import load_images
 
 ARTIFACTS = FORMATS   # backend name -> artifact file (bf16: python -m export.variants)
 CHECK_BLOCK = 4       # counted batches per block in --check-cost
 
 
-def archive_settings() -> HandlerSettings:
-    """The handler settings every archive ships (handlers/model-config.yaml)."""
-    return HandlerSettings.from_yaml(yaml.safe_load((REPO / "handlers" / "model-config.yaml").read_text())["handler"])
+def archive_settings(artifacts: Path) -> HandlerSettings:
+    """The handler settings every archive ships (handlers/model-config.yaml), for the model in ``artifacts``."""
+    section = yaml.safe_load((REPO / "handlers" / "model-config.yaml").read_text())["handler"]
+    return HandlerSettings.from_yaml(section, ModelMetadata.load(artifacts))
+
+
+def served_pipeline(artifacts: Path, backend_name: str, gpu_id: int | None,
+                    point: OperatingPoint | None = None) -> DetectorPipeline:
+    """The pipeline a worker of that backend's archive builds (``point``: the archive's unless given)."""
+    settings = archive_settings(artifacts)
+    return DetectorPipeline.load(artifacts, ARTIFACTS[backend_name], point or settings.point, settings.limits,
+                                 settings.threads, gpu_id)
 
 
 def measure(artifacts: Path, backend_name: str, batch_sizes: list[int], images: list[bytes],
@@ -42,7 +54,7 @@ def measure(artifacts: Path, backend_name: str, batch_sizes: list[int], images: 
     """img/s and per-batch latency (median, p95) for each batch size, through the very pipeline a worker
     runs (``detector.pipeline``, self-check, domain gate and JPEG recheck included), and the backend's, the gate's
     and the recheck's share of it (the model alone, host->device copy included when ``gpu_id`` names a GPU)."""
-    pipeline = DetectorPipeline.load(artifacts, ARTIFACTS[backend_name], archive_settings(), gpu_id)
+    pipeline = served_pipeline(artifacts, backend_name, gpu_id)
     if pipeline.backend.name == FALLBACK_NAME:   # a worker would serve fp32 instead: so is the figure
         print(f"[bench] {backend_name} failed its self-check on this CPU: measuring {FALLBACK_NAME}", flush=True)
     rows = []
@@ -69,10 +81,10 @@ def measure(artifacts: Path, backend_name: str, batch_sizes: list[int], images: 
     return rows
 
 
-CHECKS_OFF = {   # each check's cost: the archive's settings against the same with that check off
-    "domain gate": {"domain_threshold": DOMAIN_OFF},
-    "JPEG recheck": {"jpeg_recheck": False},
-    "both": {"domain_threshold": DOMAIN_OFF, "jpeg_recheck": False},
+CHECKS_OFF = {   # each check's cost: the archive's operating point against the same with that check off
+    "domain gate": {"domain_threshold": None},
+    "JPEG recheck": {"recheck": None},
+    "both": {"domain_threshold": None, "recheck": None},
 }
 
 
@@ -85,9 +97,8 @@ def check_cost(artifacts: Path, backend_name: str, batch_size: int, images: list
     refilled; numpy's OpenBLAS threads did so until the k-NN moved to torch), so batch-by-batch
     alternation charged part of the gate's cost to the gate-off batches. The first batch of each block
     absorbs that carry-over and is not counted."""
-    on = DetectorPipeline.load(artifacts, ARTIFACTS[backend_name], archive_settings(), gpu_id)
-    off = DetectorPipeline.load(artifacts, ARTIFACTS[backend_name],
-                                dataclasses.replace(archive_settings(), **CHECKS_OFF[check]), gpu_id)
+    on = served_pipeline(artifacts, backend_name, gpu_id)
+    off = served_pipeline(artifacts, backend_name, gpu_id, dataclasses.replace(on.point, **CHECKS_OFF[check]))
     requests = [{"body": images[i % len(images)]} for i in range(batch_size)]
     seconds = {"on": 0.0, "off": 0.0}
     for _ in range(rounds):

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from detector.hardware import cpu_info, cpu_line  # noqa: E402
 from detector.paths import REPO  # noqa: E402
-from detector.pipeline import THREADS_ENV  # noqa: E402
+from handlers.settings import THREADS_ENV  # noqa: E402
 from loadtest.images import load_images, write_images  # noqa: E402
 from loadtest.sweep import SERVED, archive_name, benchmark_store, run_step, shipped_batching  # noqa: E402
 from ops.server import start, stop  # noqa: E402

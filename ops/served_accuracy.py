@@ -29,7 +29,6 @@ from detector.data import CifakeSource, choose_samples
 from detector.metadata import ModelMetadata
 from detector.paths import REPO
 from ops.client import DetectorClient
-from training.evaluate import evaluate
 
 
 def served_labels(client: DetectorClient, model: str, images: list[bytes], concurrency: int) -> dict[str, Any]:
@@ -90,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=None, help="seeded sample of the split (default: all of it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-dir", type=Path, default=REPO / "model", help="the weights the server was built from")
-    parser.add_argument("--offline-report", type=Path, default=None,
-                        help="training.evaluate's JSON for the full split (instead of evaluating here)")
+    parser.add_argument("--offline-report", type=Path, required=True,
+                        help="training.evaluate's JSON for the same images (make evaluate: the whole test split)")
     parser.add_argument("--models", default="ai_detector,ai_detector_onnx")
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="inference API")
     parser.add_argument("--key-file", type=Path, default=None)
@@ -102,13 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     metadata = ModelMetadata.load(args.model_dir)
     source = CifakeSource(args.data, metadata.class_names)
     samples = choose_samples(source.split(args.split), args.images, args.seed)
-    if args.offline_report:
-        report = json.loads(args.offline_report.read_text())
-        if args.images or report["split"] != args.split or report["full"]["count"] != len(samples):
-            parser.error(f"{args.offline_report} evaluates {report['full']['count']} images of {report['split']}; "
-                         f"this run sends {len(samples)} of {args.split}: drop --offline-report to evaluate here")
-    else:
-        report = evaluate(args.model_dir, args.data, args.split, args.images, args.seed)[0]
+    report = json.loads(args.offline_report.read_text())
+    sample = {"images": args.images, "seed": args.seed} if args.images else None
+    if report["split"] != args.split or report.get("sample") != sample or report["full"]["count"] != len(samples):
+        parser.error(f"{args.offline_report} evaluates {report['full']['count']} images of {report['split']} "
+                     f"(sample {report.get('sample')}); this run sends {len(samples)} of {args.split} (sample {sample}): "
+                     "evaluate the same images (python -m training.evaluate --limit N --seed S)")
     if "abstention" not in report:
         parser.error(f"{args.offline_report} predates UNCERTAIN answers: rerun `make evaluate`")
     offline = {"accuracy": report["full"]["accuracy"], "coverage": report["abstention"]["coverage"],

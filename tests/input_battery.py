@@ -19,7 +19,8 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from detector.pipeline import HandlerSettings
+from detector.metadata import ModelMetadata
+from handlers.settings import HandlerSettings
 from ops.torchserve_config import TorchServeConfig
 from tests.conftest import REPO, encode, photo
 
@@ -76,7 +77,8 @@ def _rgba_png() -> bytes:
 
 def configured_limits() -> tuple[int, int]:
     """(handler max_image_bytes from handlers/model-config.yaml, TorchServe max_request_size from config.properties)."""
-    handler = HandlerSettings.from_yaml(yaml.safe_load((REPO / "handlers" / "model-config.yaml").read_text())["handler"])
+    handler = HandlerSettings.from_yaml(yaml.safe_load((REPO / "handlers" / "model-config.yaml").read_text())["handler"],
+                                        ModelMetadata.load(REPO / "model"))
     return handler.limits.max_bytes, int(TorchServeConfig.load(REPO / "config.properties").require("max_request_size"))
 
 

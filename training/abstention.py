@@ -19,6 +19,7 @@ val_fraction), so no test or outside image takes part.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -27,25 +28,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from detector.answer import answered
+from PIL import Image, JpegImagePlugin
+
+from detector.answer import COMPRESSION_SENSITIVE, OperatingPoint, decide
 from detector.data import CifakeSource, load_split
-from detector.domain import DomainGate, DomainGateSpec
-from detector.metadata import ModelMetadata
-from detector.model import calibrated_probabilities, fake_probability, load_model, predict_logits
-from detector.recheck import JpegRecheck, passed_checks
+from detector.domain import DomainScorer
+from detector.metadata import SUBSAMPLING, DomainGate, JpegRecheck, ModelMetadata
+from detector.model import calibrated_probabilities, load_model, predict_logits
 from export.domain_gate import gate_folder
 from training.config import TrainConfig, saved_config
-from training.metrics import fit_abstention
+from training.metrics import answered, eager_p_fake, fit_abstention
 from training.train import training_and_validation
 
 
-def domain_spec(metadata: ModelMetadata, config: TrainConfig, keep: float | None) -> DomainGateSpec | None:
+def domain_spec(metadata: ModelMetadata, config: TrainConfig, keep: float | None) -> DomainGate | None:
     """The gate to fit: ``keep`` 0 none, None the model's own (if any), else the default gate keeping ``keep``;
     its references come from the run's training portion, never from its validation split."""
-    current = DomainGateSpec.of(metadata)
+    current = metadata.domain_gate
     if keep == 0 or (keep is None and current is None):
         return None
-    spec = current if keep is None else DomainGateSpec(keep_validation=keep)
+    spec = current if keep is None else DomainGate(keep_validation=keep)
     return replace(spec, split_seed=config.seed, val_fraction=config.val_fraction)
 
 
@@ -60,23 +62,23 @@ def refit(model_dir: Path, data: Path, coverage: float | None = None, domain_kee
     validation = load_split(source, val_samples, metadata.input_size, metadata.downsample_filter, "validation")
     logits = predict_logits(model, torch.from_numpy(validation.images), batch_size, "fp32")
     probabilities = calibrated_probabilities(logits, metadata.temperature).numpy()
-    spec, in_domain = domain_spec(metadata, config, domain_keep), None
+    spec, scores = domain_spec(metadata, config, domain_keep), None
     if spec is not None:
-        scores = DomainGate.load(gate_folder(metadata, data, spec), spec).scores(validation.images)
+        scores = DomainScorer.load(gate_folder(metadata, data, spec), spec).scores(validation.images)
         spec = replace(spec, threshold=float(np.quantile(scores, 1.0 - spec.keep_validation)))
-        in_domain = scores >= spec.threshold
     recheck = recheck_of(metadata, source, jpeg_recheck)
-    passed = passed_checks(recheck, validation.images, probabilities, metadata.class_names.index("FAKE"),
-                           fake_probability(model, metadata, batch_size), in_domain)
+    # every check but the confidence threshold, which is fitted on what they let through
+    checked = decide(probabilities, metadata.class_names, OperatingPoint(0.0, spec and spec.threshold, recheck), scores,
+                     validation.images, eager_p_fake(model, metadata, batch_size))
     abstention = fit_abstention(probabilities, validation.labels,
-                                config.abstention_coverage if coverage is None else coverage, passed)
+                                config.abstention_coverage if coverage is None else coverage, checked.answered)
     if spec is not None:
         abstention.update(domain_threshold=spec.threshold, domain_keep=spec.keep_validation)
     if recheck is not None:   # as served: confident, in-domain pictures the recheck turns away
-        served = answered(probabilities, abstention["min_confidence"], in_domain)
-        abstention["compression_sensitive"] = float((served & ~passed).mean())
-    replace(metadata, min_confidence=abstention["min_confidence"], domain_gate=spec and spec.to_dict(),
-            jpeg_recheck=recheck and recheck.to_dict(),
+        confident = answered(probabilities, abstention["min_confidence"])
+        rechecked_away = np.array([reason == COMPRESSION_SENSITIVE for reason in checked.reasons], dtype=bool)
+        abstention["compression_sensitive"] = float((confident & rechecked_away).mean())
+    replace(metadata, min_confidence=abstention["min_confidence"], domain_gate=spec, jpeg_recheck=recheck,
             metrics={**metadata.metrics, "abstention": abstention}).save(model_dir)
     return abstention
 
@@ -86,10 +88,24 @@ def recheck_of(metadata: ModelMetadata, source: CifakeSource, wanted: bool | Non
     first training file."""
     if wanted is False:
         return None
-    current = JpegRecheck.of(metadata)
+    current = metadata.jpeg_recheck
     if current is not None or not wanted:
         return current
-    return JpegRecheck.read(source.read_bytes(source.split("train")[0]))
+    return read_encoding(source.read_bytes(source.split("train")[0]))
+
+
+def read_encoding(jpeg_file: bytes) -> JpegRecheck:
+    """The encoding of one JPEG file of the training data (CIFAKE uses one for every file)."""
+    image = Image.open(io.BytesIO(jpeg_file))
+    if image.format != "JPEG":
+        raise ValueError(f"the JPEG recheck reads its tables from a JPEG training file, not {image.format}")
+    codes = {code: name for name, code in SUBSAMPLING.items()}
+    sampling = JpegImagePlugin.get_sampling(image)
+    if sampling not in codes:
+        raise ValueError(f"the JPEG training file's chroma subsampling (Pillow code {sampling}) is not one of "
+                         f"{sorted(SUBSAMPLING)}")
+    return JpegRecheck(tuple(tuple(int(v) for v in image.quantization[key]) for key in sorted(image.quantization)),
+                       codes[sampling])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,12 +28,6 @@ class TrainConfig:
     pretrained: bool = False              # ImageNet weights where a local copy exists (efficientnet_lite0)
     dropout: float = 0.0                  # on the classifier's input, training only
     init_from: str | None = None          # model folder (model.safetensors) to fine-tune from
-    parent_weight: float = 0.0            # after the last epoch, average the weights with init_from's:
-                                          # (1 - w) * fine-tuned + w * parent (weight-space ensembling keeps
-                                          # the parent's clean accuracy, the fine-tune's robustness stays)
-    first_trained_module: str | None = None   # e.g. "layer4": the backbone's modules before it keep the weights and
-                                          # batch-norm statistics they start from and take no gradient (early
-                                          # features stay as served; docs/training.md)
     final_align_size: int = 224           # size the shipped model runs at (metadata.align_size)
     phases: list[Phase] = field(default_factory=lambda: [Phase(112, 3), Phase(224, 1, 30000)])
     seed: int = 0                         # validation split, subsets and (unless order_seed is set) batch order
@@ -48,7 +42,6 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_fraction: float = 0.2
-    label_smoothing: float = 0.0
     crop_padding: int = 4                 # random-crop augmentation (reflect padding), 0 disables
     horizontal_flip: bool = True
     jpeg_probability: float = 0.0         # share of training images re-encoded as JPEG ...
@@ -63,13 +56,6 @@ class TrainConfig:
                                           # each image's clean original, the rest cross-entropy on the label:
                                           # a copy learns the original's answer, the original keeps its parent's
     distill_temperature: float = 2.0      # softens both distributions in that match (Hinton et al.)
-    distill_from: str | None = None       # model folder whose answers are distilled, if not init_from's: a stage
-                                          # that continues a fine-tune keeps learning from the shipped model
-    outlier_weight: float = 0.0           # outlier exposure: weight of a loss pulling the answer on photos that
-                                          # are not CIFAR-10-like towards 50/50 (training.outliers)
-    outlier_bank: str | None = None       # their aligned crops (python -m training.outliers), built on first use ...
-    outlier_photos: str | None = None     # ... from this folder of photos (never the outside evaluation set)
-    outlier_batch_size: int = 32          # crops added to every training batch
     precision: str = "auto"               # auto (bf16 on CPU, bf16/fp16 on CUDA), bf16, fp16, fp32
     channels_last: bool = True
     device: str = "auto"

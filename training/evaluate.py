@@ -20,12 +20,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from detector.data import CifakeSource, LoadedSplit, choose_samples, content_sha256, load_split  # noqa: E402
-from detector.answer import answered, selective_figures  # noqa: E402
+from detector.answer import COMPRESSION_SENSITIVE, OperatingPoint, decide  # noqa: E402
 from detector.metadata import ModelMetadata  # noqa: E402
-from detector.model import calibrated_probabilities, fake_probability, load_model, predict_logits  # noqa: E402
-from detector.recheck import JpegRecheck, passed_checks  # noqa: E402
+from detector.model import calibrated_probabilities, load_model, predict_logits  # noqa: E402
 from export.domain_gate import offline_gate  # noqa: E402
-from training.metrics import classification_report, roc_curve  # noqa: E402
+from training.metrics import classification_report, eager_p_fake, roc_curve, selective_figures  # noqa: E402
 from training.report_cli import report_parser, write_report  # noqa: E402
 
 
@@ -49,24 +48,24 @@ def evaluate(model_dir: Path, data: Path, split_name: str, limit: int | None = N
     logits = predict_logits(model, torch.from_numpy(loaded.images), batch_size, precision)
     seconds = time.monotonic() - started
     gate = offline_gate(metadata, data)
-    in_domain = None if gate is None else gate.scores(loaded.images) >= gate.spec.threshold
+    scores = None if gate is None else gate.scores(loaded.images)
     probabilities = calibrated_probabilities(logits, metadata.temperature).numpy()
-    passed = passed_checks(JpegRecheck.of(metadata), loaded.images, probabilities,
-                           metadata.class_names.index("FAKE"), fake_probability(model, metadata, batch_size, precision),
-                           in_domain, metadata.min_confidence)
+    verdicts = decide(probabilities, metadata.class_names, OperatingPoint.of(metadata), scores, loaded.images,
+                      eager_p_fake(model, metadata, batch_size, precision))
     report: dict[str, Any] = {
         "model": {"architecture": metadata.architecture, "version": metadata.version, "align_size": metadata.align_size,
                   "temperature": metadata.temperature, "training_data_sha256": metadata.training_data_sha256},
         "data": str(data), "split": split_name, "precision": precision,
+        **({"sample": {"images": limit, "seed": seed}} if limit else {}),
         "images_per_second": round(len(loaded.labels) / seconds, 1),
         "full": classification_report(logits, loaded.labels, metadata.class_names, metadata.temperature),
-        "abstention": selective_figures(probabilities, loaded.labels, metadata.min_confidence, passed),
+        "abstention": selective_figures(probabilities, loaded.labels, metadata.min_confidence, verdicts.answered),
     }
-    if in_domain is not None:
-        report["abstention"].update(domain_threshold=gate.spec.threshold, out_of_domain=float((~in_domain).mean()))
+    if scores is not None:
+        report["abstention"].update(domain_threshold=gate.spec.threshold,
+                                    out_of_domain=float((~(scores >= gate.spec.threshold)).mean()))
     if metadata.jpeg_recheck is not None:   # confident, in-domain pictures the recheck turns away
-        served = answered(probabilities, metadata.min_confidence, in_domain)
-        report["abstention"]["compression_sensitive"] = float((served & ~passed).mean())
+        report["abstention"]["compression_sensitive"] = verdicts.share(COMPRESSION_SENSITIVE)
     if split_name == "test" and not limit:
         duplicates = train_duplicate_mask(source, loaded)
         if duplicates is not None:
@@ -155,9 +154,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = report_parser(__doc__)
     parser.add_argument("--split", default="test", choices=("train", "test"))
     parser.add_argument("--limit", type=int, help="evaluate a seeded random sample of this many images")
+    parser.add_argument("--seed", type=int, default=0, help="the sample's seed (with --limit)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"))
     args = parser.parse_args(argv)
-    report, logits, loaded = evaluate(args.model, args.data, args.split, args.limit, precision=args.precision)
+    report, logits, loaded = evaluate(args.model, args.data, args.split, args.limit, args.seed, precision=args.precision)
     write_report(args.out, f"{args.split}_report", report, markdown(report))
     plot(report, logits, loaded.labels, ModelMetadata.load(args.model), args.out)
 

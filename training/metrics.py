@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from detector.answer import fit_min_confidence, selective_figures
-from detector.model import calibrated_probabilities
+from detector.metadata import ModelMetadata
+from detector.model import calibrated_probabilities, predict_logits
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -100,3 +101,42 @@ def fit_abstention(probabilities: np.ndarray, labels: np.ndarray, coverage: floa
     threshold = fit_min_confidence(probabilities, coverage, passed) if coverage < 1.0 else 0.0
     return {"fitted_on": "validation", "target_coverage": coverage,
             **selective_figures(probabilities, labels, threshold, passed)}
+
+
+def answered(probabilities: np.ndarray, min_confidence: float, passed: np.ndarray | None = None) -> np.ndarray:
+    """True for the images answered REAL or FAKE at ``min_confidence``; ``passed``: per image, False where the
+    domain gate or the JPEG recheck abstains (``Verdicts.answered`` at a point with ``min_confidence`` 0), so
+    that one set of verdicts serves a sweep over thresholds."""
+    confident = probabilities.max(axis=1).astype(np.float64) >= min_confidence
+    return confident if passed is None else confident & passed
+
+
+def fit_min_confidence(probabilities: np.ndarray, coverage: float, passed: np.ndarray | None = None) -> float:
+    """The highest threshold that, with the other checks' verdicts (``passed``, see ``answered``), still answers
+    at least ``coverage`` of these images (fit it on validation); 0 when those checks alone already turn away
+    more than ``1 - coverage``."""
+    confidences = probabilities.max(axis=1)
+    needed = max(int(np.ceil(coverage * len(confidences))), 1)
+    candidates = np.sort(confidences if passed is None else confidences[passed])[::-1]
+    return float(candidates[needed - 1]) if needed <= len(candidates) else 0.0
+
+
+def selective_figures(probabilities: np.ndarray, labels: np.ndarray, min_confidence: float,
+                      passed: np.ndarray | None = None) -> dict[str, float]:
+    """Coverage (share answered) and accuracy on the answered images, at ``min_confidence`` and the checks."""
+    kept = answered(probabilities, min_confidence, passed)
+    correct = probabilities.argmax(axis=1) == labels
+    return {"min_confidence": min_confidence, "coverage": float(kept.mean()),
+            "accuracy_answered": float(correct[kept].mean()) if kept.any() else 0.0}
+
+
+def eager_p_fake(model: torch.nn.Module, metadata: ModelMetadata, batch_size: int = 256,
+                 precision: str = "fp32") -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 N×3×s×s batch -> calibrated P(FAKE) per image with the eager model (the JPEG recheck's second pass
+    in reports that run the eager weights)."""
+    fake = metadata.class_names.index("FAKE")
+
+    def p_fake(images: np.ndarray) -> np.ndarray:
+        logits = predict_logits(model, torch.from_numpy(images), batch_size, precision)
+        return calibrated_probabilities(logits, metadata.temperature)[:, fake].numpy()
+    return p_fake

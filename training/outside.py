@@ -21,6 +21,7 @@ Evaluation only: nothing here is fitted on these images.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +33,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from detector.answer import answered  # noqa: E402
 from detector.data import CifakeSource, choose_samples  # noqa: E402
+from detector.pipeline import DetectorPipeline  # noqa: E402
 from export.domain_gate import offline_pipeline  # noqa: E402
-from training.metrics import roc_curve  # noqa: E402
+from training.metrics import answered, roc_curve  # noqa: E402
 from training.robustness import outside_photos  # noqa: E402
 from training.report_cli import report_parser, write_report  # noqa: E402
 
@@ -69,6 +70,14 @@ def read_outside_folder(folder: Path) -> list[OutsideImage]:
     if not images:
         raise FileNotFoundError(f"no images under {folder}/real or {folder}/generated")
     return images
+
+
+def checked(pipeline: DetectorPipeline, files: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated probabilities and, per file, whether the domain gate and the JPEG recheck let it be answered
+    (every FAKE-leaning picture in domain rechecked, so the verdicts hold at every confidence threshold of a
+    sweep), as served."""
+    probabilities, verdicts = pipeline.assess(files, point=dataclasses.replace(pipeline.point, min_confidence=0.0))
+    return probabilities, verdicts.answered
 
 
 def answer_counts(truth: np.ndarray, probabilities: np.ndarray, min_confidence: float,
@@ -112,11 +121,10 @@ def evaluate(model_dir: Path, outside: Path, data: Path, cifake_images: int,
              seed: int) -> tuple[dict[str, Any], Curves]:
     """The report, and each set's (coverage, risk) curve for the plot."""
     pipeline = offline_pipeline(model_dir, data)
-    metadata, threshold = pipeline.metadata, pipeline.min_confidence
+    metadata, threshold = pipeline.metadata, pipeline.point.min_confidence
     images = read_outside_folder(outside)
     truth = np.array([image.truth == "FAKE" for image in images])
-    probabilities, passed = pipeline.assess([image.path.read_bytes() for image in images], recheck_all=True)
-    passed = np.ones(len(images), dtype=bool) if passed is None else passed
+    probabilities, passed = checked(pipeline, [image.path.read_bytes() for image in images])
     print(f"[outside] {outside}: {len(images)} images scored", file=sys.stderr, flush=True)
     per_generator = {}
     for generator in sorted({image.generator for image in images}, key=lambda g: (g != "camera", g)):
@@ -125,8 +133,8 @@ def evaluate(model_dir: Path, outside: Path, data: Path, cifake_images: int,
     scored = {f"outside folder ({len(images)})": (truth, probabilities, passed)}
     report: dict[str, Any] = {
         "model_version": metadata.version, "outside": str(outside), "seed": seed,
-        "min_confidence": threshold, "domain_threshold": pipeline.domain_threshold,
-        "jpeg_recheck": pipeline.recheck is not None,
+        "min_confidence": threshold, "domain_threshold": pipeline.point.domain_threshold,
+        "jpeg_recheck": pipeline.point.recheck is not None,
         "classes": {"real photos": answer_counts(truth[~truth], probabilities[~truth], threshold, passed[~truth]),
                     "generated images": answer_counts(truth[truth], probabilities[truth], threshold, passed[truth])},
         "per_generator": per_generator,
@@ -134,20 +142,17 @@ def evaluate(model_dir: Path, outside: Path, data: Path, cifake_images: int,
         "package_photos": {},
     }
     for name, files in outside_photos(seed).items():
-        photo_probabilities, photo_passed = pipeline.assess(files, recheck_all=True)
+        photo_probabilities, photo_passed = checked(pipeline, files)
         report["package_photos"][name] = answer_counts(np.zeros(len(files), dtype=bool), photo_probabilities, threshold,
                                                        photo_passed)
     source = CifakeSource(data, metadata.class_names)
     chosen = choose_samples(source.split("test"), cifake_images, seed)
     cifake_truth = np.array([sample.label == metadata.class_names.index("FAKE") for sample in chosen])
-    cifake_probabilities, cifake_passed = pipeline.assess([source.read_bytes(sample) for sample in chosen],
-                                                           recheck_all=True)
+    cifake_probabilities, cifake_passed = checked(pipeline, [source.read_bytes(sample) for sample in chosen])
     report["cifake_test_sample"] = answer_counts(cifake_truth, cifake_probabilities, threshold, cifake_passed)
-    scored[f"CIFAKE test sample ({len(chosen)})"] = (
-        cifake_truth, cifake_probabilities,
-        np.ones(len(chosen), dtype=bool) if cifake_passed is None else cifake_passed)
+    scored[f"CIFAKE test sample ({len(chosen)})"] = (cifake_truth, cifake_probabilities, cifake_passed)
     # most confident first, pictures another check turns away last: the order in which the served gates give answers up
-    # (``recheck_all`` above: the recheck's verdicts hold at every threshold of the sweep)
+    # (``checked``: the recheck's verdicts hold at every threshold of the sweep)
     curves = {name: risk_coverage(set_truth, set_probabilities, set_probabilities.max(axis=1) - ~set_passed)
               for name, (set_truth, set_probabilities, set_passed) in scored.items()}
     report["risk_coverage"] = {name: {f"{share:.0%}": risk_at(coverage, risk, share) for share in COVERAGES}

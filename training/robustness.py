@@ -28,7 +28,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageFilter  # noqa: E402
 
-from detector.answer import answered  # noqa: E402
 from detector.data import CifakeSource, Sample, choose_samples  # noqa: E402
 from detector.pipeline import DetectorPipeline  # noqa: E402
 from export.domain_gate import offline_pipeline  # noqa: E402
@@ -94,9 +93,9 @@ def cifake_conditions(pipeline: DetectorPipeline, source: CifakeSource, samples:
     rows = []
     for name, transform in CONDITIONS.items():
         files = originals if transform is None else [transform(image) for image in decoded]
-        probabilities, passed = pipeline.assess(files)
+        probabilities, verdicts = pipeline.assess(files)
         predicted = probabilities.argmax(axis=1)
-        kept = answered(probabilities, pipeline.min_confidence, passed)
+        kept = verdicts.answered
         rows.append({"condition": name, "images": len(files), "accuracy": float((predicted == labels).mean()),
                      "real_recall": float((predicted[labels == 0] == 0).mean()),
                      "fake_recall": float((predicted[labels == 1] == 1).mean()),
@@ -192,8 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     source = CifakeSource(args.data, metadata.class_names)
     report = {"model_version": metadata.version, "align_size": metadata.align_size, "split": args.split,
               "seed": args.seed,
-              "min_confidence": pipeline.min_confidence, "domain_threshold": pipeline.domain_threshold,
-              "jpeg_recheck": pipeline.recheck is not None,
+              "min_confidence": pipeline.point.min_confidence, "domain_threshold": pipeline.point.domain_threshold,
+              "jpeg_recheck": pipeline.point.recheck is not None,
               "cifake": cifake_conditions(pipeline, source, split_samples(args.model, source, args.split), args.images,
                                           args.seed),
               "outside": outside_rows(pipeline, args.seed)}

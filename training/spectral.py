@@ -25,8 +25,21 @@ import numpy as np  # noqa: E402
 
 from detector.data import CifakeSource, load_split, stratified_split  # noqa: E402
 from detector.metadata import ModelMetadata  # noqa: E402
-from detector.spectral import RADIAL_BINS, SpectralScore, fit_spectral_score, radial_spectrum  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+
+from detector.spectral import RADIAL_BINS, SpectralScore, radial_spectrum  # noqa: E402
 from training.evaluate import train_duplicate_mask  # noqa: E402
+
+
+def fit_spectral_score(images: np.ndarray, labels: np.ndarray, l2: float = 1e-3) -> SpectralScore:
+    """Logistic regression on the standardised radial spectra of (N, H, W, 3) uint8 images (labels 1 = FAKE),
+    minimising the summed log loss + ``l2`` * N / 2 * |w|² (no penalty on the bias)."""
+    features = radial_spectrum(images)
+    mean, std = features.mean(axis=0), features.std(axis=0) + 1e-6
+    fit = LogisticRegression(C=1.0 / (l2 * len(features)), solver="newton-cholesky", tol=1e-8, max_iter=100)
+    fit.fit((features - mean) / std, labels)
+    return SpectralScore(tuple(mean.tolist()), tuple(std.tolist()), tuple(fit.coef_[0].tolist()),
+                         float(fit.intercept_[0]))
 
 
 def correct(score: SpectralScore, images: np.ndarray, labels: np.ndarray) -> np.ndarray:

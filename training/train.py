@@ -34,7 +34,6 @@ from detector.model import (WEIGHTS_FILENAME, AlignedClassifier, autocast_dtype,
                             load_weights, predict_logits, save_weights)
 from training.augment import AugmentSettings, augment
 from training.config import TrainConfig, resolve, to_json
-from training import outliers
 from training.metrics import classification_report, fit_abstention, fit_temperature
 from training.reupload import load_bank, write_bank
 
@@ -78,25 +77,13 @@ def steps_in(epoch: EpochPlan, batch_size: int) -> int:
 def validate_config(config: TrainConfig) -> None:
     if not config.phases or config.phases[-1].align_size != config.final_align_size:
         raise ValueError("the last phase must train at final_align_size, the size the model ships at")
-    if not 0.0 <= config.parent_weight < 1.0:
-        raise ValueError(f"parent_weight must be in [0, 1), got {config.parent_weight}")
-    if config.parent_weight and not config.init_from:
-        raise ValueError("parent_weight averages with the init_from weights: set init_from")
     if not 0.0 <= config.distill_weight <= 1.0 or config.distill_temperature <= 0:
         raise ValueError(f"distill_weight must be in [0, 1] and distill_temperature > 0, got "
                          f"{config.distill_weight} and {config.distill_temperature}")
-    if config.distill_weight and not (config.distill_from or config.init_from):
-        raise ValueError("distill_weight distils the distill_from (else init_from) model: set one of them")
+    if config.distill_weight and not config.init_from:
+        raise ValueError("distill_weight distils the init_from model: set init_from")
     if config.blur_kernel != 0 and (config.blur_kernel < 3 or config.blur_kernel % 2 == 0):
         raise ValueError(f"blur_kernel must be 0 (sized to each sigma) or an odd number >= 3, got {config.blur_kernel}")
-    if config.first_trained_module and not (config.init_from or config.pretrained):
-        raise ValueError("first_trained_module keeps the earlier modules as they start: set init_from or pretrained")
-    if config.outlier_weight < 0 or config.outlier_batch_size < 1:
-        raise ValueError(f"outlier_weight must be >= 0 and outlier_batch_size >= 1, got {config.outlier_weight} "
-                         f"and {config.outlier_batch_size}")
-    if config.outlier_weight and not config.outlier_bank:
-        raise ValueError("outlier_weight needs outlier_bank: a bank made by python -m training.outliers, or a path "
-                         "to build one at from outlier_photos")
     if config.checkpoint_minutes is not None and config.checkpoint_minutes <= 0:
         raise ValueError(f"checkpoint_minutes must be > 0 (or unset: epoch ends only), got {config.checkpoint_minutes}")
 
@@ -108,7 +95,6 @@ class TrainingData:
     train_images: torch.Tensor
     train_labels: torch.Tensor
     reuploads: torch.Tensor | None
-    outliers: torch.Tensor | None       # outlier exposure's aligned crops (training.outliers), when used
     val_images: torch.Tensor
     val_labels: np.ndarray
     sha256: str
@@ -124,7 +110,6 @@ class Progress:
     best_val_accuracy: float = -1.0
     stale_epochs: int = 0           # epochs since the phase's best (patience)
     skip_phases_before: int = 0     # phases before this one were ended early
-    averaged_with_parent: bool = False   # parent_weight applied to the saved weights (once, after the last epoch)
     steps_done: int = 0             # of epoch ``epoch``, saved inside it (checkpoint_minutes); 0 at epoch ends ...
     loss_sum: float = 0.0           # ... with what its training-loss mean and its time in train_log.jsonl need
     seconds: float = 0.0
@@ -180,7 +165,6 @@ def load_data(config: TrainConfig, metadata: ModelMetadata, device: torch.device
     train_images = torch.from_numpy(train_data.images).to(device)
     reuploads = load_reuploads(config, source, train_samples, metadata, device)
     return TrainingData(train_images, torch.from_numpy(train_data.labels).to(device), reuploads,
-                        load_outliers(config, metadata, device),
                         torch.from_numpy(val_data.images), val_data.labels, dataset_sha256(train_data, val_data))
 
 
@@ -195,13 +179,7 @@ def build_state(config: TrainConfig, metadata: ModelMetadata, total_steps: int, 
         model.load_state_dict(load_weights(Path(config.init_from)))
         log(f"[init] weights from {config.init_from}")
     model = model.to(device, memory_format=memory_format(config))
-    for module in frozen_modules(model, config.first_trained_module):
-        module.requires_grad_(False)
-    if config.first_trained_module:
-        log(f"[init] training from {config.first_trained_module} on: "
-            f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} of "
-            f"{sum(p.numel() for p in model.parameters()):,} parameters")
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.lr, momentum=config.momentum,
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 nesterov=True, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps,
                                                     pct_start=config.warmup_fraction)
@@ -209,52 +187,27 @@ def build_state(config: TrainConfig, metadata: ModelMetadata, total_steps: int, 
     return TrainState(model, optimizer, scheduler, scaler, device, Progress(), build_teacher(config, metadata, device))
 
 
-def frozen_modules(model: AlignedClassifier, first_trained: str | None) -> list[torch.nn.Module]:
-    """The backbone's top-level modules before ``first_trained``, in the order they are declared, which is the
-    order they run in for every backbone in detector/backbones.py; none when ``first_trained`` is None."""
-    if first_trained is None:
-        return []
-    children = dict(model.backbone.named_children())
-    names = list(children)
-    if first_trained not in names:
-        raise ValueError(f"first_trained_module {first_trained!r} is not a top-level module of the "
-                         f"{model.architecture} backbone: choose from {names}")
-    return list(children.values())[:names.index(first_trained)]
-
-
-def set_training_mode(model: AlignedClassifier, config: TrainConfig) -> None:
-    """Training mode, except for the frozen modules: their batch norm keeps normalising with the statistics
-    the earlier layers were trained with, so the modules that learn see the features they will be served."""
-    model.train()
-    for module in frozen_modules(model, config.first_trained_module):
-        module.eval()
-
-
 def build_teacher(config: TrainConfig, metadata: ModelMetadata, device: torch.device) -> AlignedClassifier | None:
-    """The frozen model (``distill_from``, else ``init_from``) whose answers on clean originals the run distils."""
+    """The frozen ``init_from`` model whose answers on clean originals the run distils."""
     if not config.distill_weight:
         return None
-    source = config.distill_from or config.init_from
     teacher = AlignedClassifier(metadata)
-    teacher.load_state_dict(load_weights(Path(source)))
-    log(f"[init] distilling {source} (weight {config.distill_weight}, temperature {config.distill_temperature})")
+    teacher.load_state_dict(load_weights(Path(config.init_from)))
+    log(f"[init] distilling {config.init_from} (weight {config.distill_weight}, temperature {config.distill_temperature})")
     return teacher.to(device, memory_format=memory_format(config)).eval().requires_grad_(False)
 
 
 def training_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None,
-                  config: TrainConfig, outlier_logits: torch.Tensor | None = None) -> torch.Tensor:
+                  config: TrainConfig) -> torch.Tensor:
     """Cross-entropy on the labels, blended with the temperature-scaled KL divergence to the teacher's
-    logits (scaled by T² so its gradients keep their size whatever the temperature); plus, for outlier
-    exposure, ``outlier_weight`` times the cross-entropy of the outliers' answers to the uniform one."""
-    loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+    logits (scaled by T² so its gradients keep their size whatever the temperature)."""
+    loss = F.cross_entropy(logits.float(), labels)
     if teacher_logits is not None:
         temperature = config.distill_temperature
         soft = F.kl_div(F.log_softmax(logits.float() / temperature, 1),
                         F.log_softmax(teacher_logits.float() / temperature, 1),
                         log_target=True, reduction="batchmean") * temperature ** 2
         loss = (1 - config.distill_weight) * loss + config.distill_weight * soft
-    if outlier_logits is not None:
-        loss = loss + config.outlier_weight * -F.log_softmax(outlier_logits.float(), 1).mean()
     return loss
 
 
@@ -309,7 +262,7 @@ def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: 
     model.align_size = epoch.align_size
     if state.teacher is not None:
         state.teacher.align_size = epoch.align_size
-    set_training_mode(model, config)
+    model.train()
     order_seed = config.seed if config.order_seed is None else config.order_seed
     order = epoch_order(generator, len(data.train_images), epoch.images, order_seed, index).to(state.device)
     if progress.steps_done:
@@ -321,9 +274,6 @@ def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: 
         batch = order[step * config.batch_size:(step + 1) * config.batch_size]
         images = augment(data.train_images[batch], settings, generator,
                          None if data.reuploads is None else data.reuploads[batch])
-        if data.outliers is not None:   # one forward pass: batch-norm statistics see both, as in OE's paper
-            picks = torch.randint(0, len(data.outliers), (config.outlier_batch_size,), generator=generator)
-            images = torch.cat([images, augment(data.outliers[picks.to(data.outliers.device)], settings, generator)])
         images = images.contiguous(memory_format=memory_format(config))
         with torch.autocast(state.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             teacher_logits = None
@@ -331,8 +281,7 @@ def run_epoch(state: TrainState, data: TrainingData, config: TrainConfig, plan: 
                 with torch.no_grad():
                     teacher_logits = state.teacher(data.train_images[batch].contiguous(memory_format=memory_format(config)))
             logits = model(images)
-            loss = training_loss(logits[:len(batch)], data.train_labels[batch], teacher_logits, config,
-                                 None if data.outliers is None else logits[len(batch):])
+            loss = training_loss(logits, data.train_labels[batch], teacher_logits, config)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -432,21 +381,7 @@ def train(config: TrainConfig, resume: bool = False, recipe_step: str | None = N
         progress.epoch += 1
         save_checkpoint(state, checkpoint_path)
 
-    if config.parent_weight and not progress.averaged_with_parent:
-        average_with_parent(output, Path(config.init_from), config.parent_weight, metadata)
-        progress.averaged_with_parent = True
-        save_checkpoint(state, checkpoint_path)
     return finalise(output, metadata, data, config, time.monotonic() - started, device)
-
-
-def average_with_parent(output: Path, parent: Path, parent_weight: float, metadata: ModelMetadata) -> None:
-    """Replace the run's saved weights by ``(1 - w) * run + w * parent`` (integer buffers: the run's)."""
-    run_state, parent_state = load_weights(output), load_weights(parent)
-    model = AlignedClassifier(metadata)
-    model.load_state_dict({name: (1 - parent_weight) * value + parent_weight * parent_state[name]
-                           if value.is_floating_point() else value for name, value in run_state.items()})
-    save_weights(model, output)
-    log(f"[average] weights = {1 - parent_weight:.2f} x this run + {parent_weight:.2f} x {parent}")
 
 
 def parent_sha256(config: TrainConfig) -> str | None:
@@ -481,24 +416,6 @@ def load_reuploads(config: TrainConfig, source: CifakeSource, train_samples: lis
     log(f"[data] {copies.shape[1]} re-uploaded copies per training image from {config.reupload_bank}, "
         f"swapped in for {config.reupload_probability:.0%} of the images")
     return copies
-
-
-def load_outliers(config: TrainConfig, metadata: ModelMetadata, device: torch.device) -> torch.Tensor | None:
-    """Outlier exposure's aligned crops when the run uses it (built from ``outlier_photos`` on first use), else None."""
-    if not config.outlier_weight:
-        return None
-    bank = Path(config.outlier_bank)
-    if not bank.exists():
-        if not config.outlier_photos:
-            raise ValueError(f"no outlier bank at {bank}: set outlier_photos to build one, or make it with "
-                             "python -m training.outliers")
-        log(f"[data] no outlier bank at {bank}: building it from {config.outlier_photos}")
-        outliers.write_bank(bank, Path(config.outlier_photos), crops=outliers.CROPS_PER_PHOTO, seed=config.seed,
-                            metadata=metadata)
-    crops = torch.from_numpy(outliers.load_bank(bank, metadata)).to(device)
-    log(f"[data] outlier exposure: {len(crops)} crops from {bank}, {config.outlier_batch_size} per batch, "
-        f"weight {config.outlier_weight}")
-    return crops
 
 
 def training_and_validation(source: CifakeSource, config: TrainConfig) -> tuple[list[Sample], list[Sample]]:

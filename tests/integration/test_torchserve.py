@@ -20,6 +20,7 @@ from detector.pipeline import DOMAIN_OFF, DetectorPipeline, HandlerSettings
 from loadtest.locust_runner import run_locust
 from ops.client import DetectorClient, read_keys
 from ops.served_accuracy import main as served_accuracy_main
+from training.evaluate import evaluate
 from monitoring.dashboard import metric_names
 from tests.conftest import MODEL_DIR, REPO, encode
 from tests.integration.conftest import check_schema, metrics_url
@@ -234,8 +235,11 @@ def test_server_logs_one_access_line_per_request_and_no_per_request_debug(server
 def test_served_accuracy_equals_offline_accuracy_on_a_test_sample(server, cifake_dir: Path, tmp_path: Path) -> None:
     """ops.served_accuracy through the real server, both backends, on 300 official test images."""
     client, _ = server
-    code = served_accuracy_main(["--data", str(cifake_dir), "--images", "300", "--seed", "11",
-                                 "--url", client.inference_url, "--key-file", str(client.key_file), "--out", str(tmp_path)])
+    offline = tmp_path / "test_report.json"
+    offline.write_text(json.dumps(evaluate(REPO / "model", cifake_dir, "test", 300, 11)[0]))
+    code = served_accuracy_main(["--data", str(cifake_dir), "--images", "300", "--seed", "11", "--offline-report",
+                                 str(offline), "--url", client.inference_url, "--key-file", str(client.key_file),
+                                 "--out", str(tmp_path)])
     rows = json.loads((tmp_path / "served_accuracy.json").read_text())["rows"]
     assert [r["model"] for r in rows] == list(MODELS)
     for row in rows:

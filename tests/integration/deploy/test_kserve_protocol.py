@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import requests
 
-from export.kserve_layout import build_layout
+from ops.kserve_layout import build_layout
 from ops.server import stop
 from tests.conftest import MODEL_STORE
 from tests.integration.conftest import check_schema, start_server

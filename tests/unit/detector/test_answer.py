@@ -1,43 +1,77 @@
-"""The served answer and its operating threshold: fitted to a coverage, applied the same way everywhere."""
+"""The one verdict: REAL, FAKE or UNCERTAIN with its reason, in the order the checks are applied."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from detector.answer import UNCERTAIN, answer, answered, fit_min_confidence, selective_figures
-from training.metrics import fit_abstention
+from detector.answer import (COMPRESSION_SENSITIVE, LOW_CONFIDENCE, OUT_OF_DOMAIN, UNCERTAIN, OperatingPoint, Verdicts,
+                             decide, forced_label)
+from detector.metadata import DomainGate, JpegRecheck, ModelMetadata
+
+CLASSES = ("REAL", "FAKE")
+RECHECK = JpegRecheck(((1,) * 64,))
 
 
 def two_class(p_fake: list[float]) -> np.ndarray:
-    fake = np.array(p_fake)
+    fake = np.array(p_fake, dtype=np.float32)
     return np.stack([1 - fake, fake], axis=1)
 
 
-def test_answer_abstains_only_below_the_threshold() -> None:
-    classes = ("REAL", "FAKE")
-    assert answer(np.array([0.2, 0.8]), classes, 0.8) == {"label": "FAKE"}
-    below = answer(np.array([0.7, 0.3]), classes, 0.8)
-    assert below["label"] == UNCERTAIN and below["abstained"]["leaning"] == "REAL"
-    assert below["abstained"]["confidence"] == 0.7 and below["abstained"]["threshold"] == 0.8
-    assert answer(np.array([0.5, 0.5]), classes, 0.0)["label"] in classes   # 0 never abstains
+def test_it_abstains_only_below_the_confidence_threshold() -> None:
+    verdicts = decide(two_class([0.8, 0.3, 0.5]), CLASSES, OperatingPoint(min_confidence=0.75))
+    assert verdicts.answer(0) == {"label": "FAKE"}
+    assert verdicts.answer(1) == {"label": UNCERTAIN, "abstained": {"reason": LOW_CONFIDENCE, "threshold": 0.75,
+                                                                    "confidence": 0.7, "leaning": "REAL"}}
+    assert list(verdicts.answered) == [True, False, False]
+    assert decide(two_class([0.5]), CLASSES, OperatingPoint()).label(0) in CLASSES   # 0 never abstains
 
 
-def test_fitted_threshold_answers_the_requested_coverage_and_no_more_abstains() -> None:
-    rng = np.random.default_rng(0)
-    probabilities = two_class(list(rng.uniform(0, 1, 1000)))
-    for coverage in (0.5, 0.9, 0.975):
-        threshold = fit_min_confidence(probabilities, coverage)
-        kept = answered(probabilities, threshold)
-        assert coverage <= kept.mean() <= coverage + 0.002
-        assert probabilities.max(axis=1)[~kept].max(initial=0) < threshold
+def test_the_domain_gate_comes_first_and_a_picture_it_turns_away_is_never_rechecked() -> None:
+    asked = []
+
+    def p_fake(images: np.ndarray) -> np.ndarray:
+        asked.append(len(images))
+        return np.full(len(images), 0.2)
+
+    images = np.zeros((4, 3, 8, 8), np.uint8)
+    point = OperatingPoint(0.6, 0.5, RECHECK)
+    verdicts = decide(two_class([0.9, 0.55, 0.95, 0.1]), CLASSES, point, np.array([0.4, 0.9, 0.9, 0.9]), images, p_fake)
+    assert verdicts.reasons == (OUT_OF_DOMAIN, LOW_CONFIDENCE, COMPRESSION_SENSITIVE, None)
+    assert asked == [1]                       # only row 2: confident, in domain and leaning FAKE
+    assert verdicts.answer(0)["abstained"] == {"reason": OUT_OF_DOMAIN, "domain_score": 0.4, "threshold": 0.5,
+                                               "confidence": 0.9, "leaning": "FAKE"}
+    assert verdicts.answer(2)["abstained"] == {"reason": COMPRESSION_SENSITIVE, "fake_after_reencoding": 0.2,
+                                               "confidence": 0.95, "leaning": "FAKE"}
+    assert np.isnan(verdicts.fake_after_reencoding[[0, 1, 3]]).all()
+    assert verdicts.share(COMPRESSION_SENSITIVE) == 0.25 and verdicts.label(3) == "REAL"
 
 
-def test_abstaining_on_the_least_confident_raises_accuracy_on_the_answered() -> None:
-    probabilities = two_class([0.99, 0.95, 0.6, 0.45, 0.02, 0.3])
-    labels = np.array([1, 1, 0, 1, 0, 0])      # the two least confident answers (0.6, 0.45) are wrong
-    everything = selective_figures(probabilities, labels, 0.0)
-    assert everything["coverage"] == 1.0 and everything["accuracy_answered"] == 4 / 6
-    fit = fit_abstention(probabilities, labels, coverage=4 / 6)
-    assert fit["fitted_on"] == "validation" and fit["min_confidence"] == 0.7
-    assert fit["coverage"] == 4 / 6 and fit["accuracy_answered"] == 1.0
-    assert fit_abstention(probabilities, labels, coverage=1.0)["min_confidence"] == 0.0
+def test_a_fake_answer_that_survives_the_recheck_stands() -> None:
+    verdicts = decide(two_class([0.9]), CLASSES, OperatingPoint(0.6, None, RECHECK), None,
+                      np.zeros((1, 3, 8, 8), np.uint8), lambda images: np.full(len(images), 0.5))
+    assert verdicts.answer(0) == {"label": "FAKE"} and verdicts.fake_after_reencoding[0] == 0.5
+
+
+def test_thresholds_compare_in_double_precision() -> None:
+    confidence = np.float32(0.7)
+    threshold = float(confidence) + 1e-12        # rounds to float32's 0.7: a float32 comparison would answer
+    assert decide(two_class([confidence]), CLASSES, OperatingPoint(threshold)).reasons == (LOW_CONFIDENCE,)
+
+
+def test_the_operating_point_of_a_model_is_the_one_fitted_with_its_weights() -> None:
+    metadata = ModelMetadata(min_confidence=0.7, domain_gate=DomainGate(threshold=0.54), jpeg_recheck=RECHECK)
+    assert OperatingPoint.of(metadata) == OperatingPoint(0.7, 0.54, RECHECK)
+    assert OperatingPoint.of(ModelMetadata()) == OperatingPoint(0.0, None, None)
+
+
+def test_verdicts_of_consecutive_batches_join_in_order() -> None:
+    point = OperatingPoint(0.6)
+    parts = [decide(two_class([0.9, 0.5]), CLASSES, point), decide(two_class([0.1]), CLASSES, point)]
+    joined = Verdicts.concatenate(parts)
+    assert joined.reasons == (None, LOW_CONFIDENCE, None) and [joined.label(i) for i in range(3)] == [
+        "FAKE", UNCERTAIN, "REAL"]
+
+
+def test_the_forced_label_is_the_leaning_of_an_uncertain_answer() -> None:
+    assert forced_label({"label": "REAL"}) == "REAL"
+    assert forced_label({"label": UNCERTAIN, "abstained": {"leaning": "FAKE"}}) == "FAKE"

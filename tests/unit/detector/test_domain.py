@@ -5,6 +5,7 @@ as a worker runs it."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -13,17 +14,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from detector.answer import UNCERTAIN, answer, answered, fit_min_confidence
+from detector.answer import UNCERTAIN, OperatingPoint
 from detector.backends import OnnxBackend
-from detector.domain import (EXTRACTOR_NAME, PROBE_NAME, REFERENCE_NAME, DomainGate, DomainGateSpec, GateCheckError,
+from detector.domain import (EXTRACTOR_NAME, PROBE_NAME, REFERENCE_NAME, DomainScorer, GateCheckError,
                              kth_similarity)
-from detector.metadata import ModelMetadata
+from detector.metadata import DomainGate, ModelMetadata
 from detector.model import WEIGHTS_FILENAME
-from detector.pipeline import DOMAIN_OFF, DetectorPipeline, HandlerSettings, batch_metrics
-from export.export import export_onnx
+from detector.pipeline import DetectorPipeline
+from export.convert import export_onnx
+from handlers.metrics import batch_metrics
+from training.metrics import answered, fit_min_confidence
 from tests.conftest import MODEL_DIR, encode
 
-SPEC = DomainGateSpec(neighbour=2, threshold=0.9)
+SPEC = DomainGate(neighbour=2, threshold=0.9)
 
 
 class MeanColour(torch.nn.Module):
@@ -45,12 +48,12 @@ def gated_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     gate alone)."""
     folder = tmp_path_factory.mktemp("gated")
     shutil.copy2(MODEL_DIR / WEIGHTS_FILENAME, folder / WEIGHTS_FILENAME)
-    metadata = dataclasses.replace(ModelMetadata.load(MODEL_DIR), domain_gate=SPEC.to_dict(), jpeg_recheck=None)
+    metadata = dataclasses.replace(ModelMetadata.load(MODEL_DIR), domain_gate=SPEC, jpeg_recheck=None)
     metadata.save(folder)
     export_onnx(MeanColour(), folder / EXTRACTOR_NAME, metadata.input_size, output_name="features")
     reds = np.array([[200 + i, 40, 30] for i in range(5)], dtype=np.float32)
     np.save(folder / REFERENCE_NAME, MeanColour()(torch.from_numpy(reds)[:, :, None, None]).numpy().astype(np.float16))
-    gate = DomainGate(OnnxBackend(folder / EXTRACTOR_NAME, torch.device("cpu"), 1), np.load(folder / REFERENCE_NAME),
+    gate = DomainScorer(OnnxBackend(folder / EXTRACTOR_NAME, torch.device("cpu"), 1), np.load(folder / REFERENCE_NAME),
                       SPEC)
     gate.save_probe(folder, np.random.default_rng(1).integers(0, 256, (4, 3, 32, 32), dtype=np.uint8))
     return folder
@@ -63,26 +66,16 @@ def test_kth_similarity_reads_the_kth_nearest_reference() -> None:
     assert np.allclose(kth_similarity(query, reference, k=2), [0.0, 0.6])
 
 
-def test_spec_round_trips_and_refuses_unknown_keys() -> None:
-    assert DomainGateSpec.from_dict(SPEC.to_dict()) == SPEC
-    assert DomainGateSpec.of(ModelMetadata()) is None
+def test_the_record_round_trips_through_metadata_and_refuses_unknown_keys() -> None:
+    metadata = ModelMetadata(domain_gate=SPEC)
+    assert ModelMetadata.from_dict(json.loads(metadata.to_json())) == metadata
+    assert ModelMetadata().domain_gate is None
     with pytest.raises(ValueError, match="unknown domain_gate keys"):
-        DomainGateSpec.from_dict({**SPEC.to_dict(), "radius": 3})
+        ModelMetadata.from_dict({"domain_gate": {**dataclasses.asdict(SPEC), "radius": 3}})
     assert SPEC.build_key() == dataclasses.replace(SPEC, threshold=0.1, keep_validation=0.5).build_key()
     assert SPEC.build_key() != dataclasses.replace(SPEC, precision="fp32").build_key()
     with pytest.raises(ValueError, match="precision"):
-        DomainGateSpec.from_dict({**SPEC.to_dict(), "precision": "int4"})
-
-
-def test_out_of_domain_comes_first_and_keeps_the_leaning_class() -> None:
-    confident = np.array([0.02, 0.98])
-    given = answer(confident, ("REAL", "FAKE"), 0.8, domain_score=0.3, domain_threshold=0.5)
-    assert given["label"] == UNCERTAIN
-    assert given["abstained"] == {"reason": "out_of_domain", "domain_score": 0.3, "threshold": 0.5,
-                                  "confidence": 0.98, "leaning": "FAKE"}
-    assert answer(confident, ("REAL", "FAKE"), 0.8, domain_score=0.6, domain_threshold=0.5) == {"label": "FAKE"}
-    unsure = answer(np.array([0.4, 0.6]), ("REAL", "FAKE"), 0.8, domain_score=0.6, domain_threshold=0.5)
-    assert unsure["abstained"]["reason"] == "low_confidence"
+        ModelMetadata.from_dict({"domain_gate": {**dataclasses.asdict(SPEC), "precision": "int4"}})
 
 
 def test_confidence_threshold_is_fitted_on_what_the_gate_lets_through() -> None:
@@ -96,18 +89,6 @@ def test_confidence_threshold_is_fitted_on_what_the_gate_lets_through() -> None:
     assert fit_min_confidence(probabilities, 0.8, in_domain) == 0.0
 
 
-def test_settings_read_the_domain_threshold() -> None:
-    metadata = ModelMetadata(domain_gate=SPEC.to_dict())
-    assert HandlerSettings.from_yaml({}).out_of_domain_below(metadata) == 0.9
-    assert HandlerSettings.from_yaml({"domain_threshold": 0.4}).out_of_domain_below(metadata) == 0.4
-    assert HandlerSettings.from_yaml({"domain_threshold": "off"}).out_of_domain_below(metadata) is None
-    assert HandlerSettings.from_yaml({"domain_threshold": False}).out_of_domain_below(metadata) is None
-    assert HandlerSettings.from_yaml({}).out_of_domain_below(ModelMetadata()) is None     # a model without a gate
-    for bad in (1.5, "strict", True):
-        with pytest.raises(ValueError, match="domain_threshold"):
-            HandlerSettings.from_yaml({"domain_threshold": bad})
-
-
 def test_a_gated_pipeline_answers_out_of_domain_pictures_uncertain(gated_model: Path) -> None:
     pipeline = DetectorPipeline.load(gated_model)
     result = pipeline.run([{"body": plain((210, 45, 35))}, {"body": plain((20, 40, 230))}, {"body": b"junk"}])
@@ -116,11 +97,12 @@ def test_a_gated_pipeline_answers_out_of_domain_pictures_uncertain(gated_model: 
     assert blue["label"] == UNCERTAIN and blue["abstained"]["reason"] == "out_of_domain"
     assert blue["abstained"]["domain_score"] == blue["domain_score"] < 0.9
     assert "domain_score" not in junk and junk["code"] == 415
-    samples = {(m.name, m.dimensions): m.value for m in result.metrics}
+    samples = {(m.name, m.dimensions): m.value for m in batch_metrics(result)}
     assert samples[("Abstentions", (("Reason", "out_of_domain"),))] >= 1
     assert ("DomainGateMs", ()) in samples and result.domain_ms is not None
-    probabilities, in_domain = pipeline.assess([plain((210, 45, 35)), plain((20, 40, 230), side=1024)])
-    assert in_domain.tolist() == [True, False] and probabilities.shape == (2, 2)
+    probabilities, verdicts = pipeline.assess([plain((210, 45, 35)), plain((20, 40, 230), side=1024)])
+    assert verdicts.reasons[1] == "out_of_domain" and verdicts.reasons[0] != "out_of_domain"
+    assert probabilities.shape == (2, 2)
 
 
 def test_the_decision_ignores_the_file_size(gated_model: Path) -> None:
@@ -130,11 +112,11 @@ def test_the_decision_ignores_the_file_size(gated_model: Path) -> None:
 
 
 def test_the_gate_can_be_turned_off_and_then_costs_nothing(gated_model: Path) -> None:
-    pipeline = DetectorPipeline.load(gated_model, settings=HandlerSettings(domain_threshold=DOMAIN_OFF))
+    pipeline = DetectorPipeline.load(gated_model, point=OperatingPoint(ModelMetadata.load(gated_model).min_confidence))
     result = pipeline.run([{"body": plain((20, 40, 230))}])
     assert pipeline.domain is None and result.domain_ms is None and "domain_score" not in result.responses[0]
     assert result.responses[0].get("abstained", {}).get("reason") != "out_of_domain"
-    assert pipeline.assess([plain((20, 40, 230))])[1] is None
+    assert pipeline.assess([plain((20, 40, 230))])[1].domain_scores is None
 
 
 def test_a_gated_model_without_its_files_refuses_to_load(gated_model: Path, tmp_path: Path) -> None:
@@ -149,22 +131,20 @@ def test_a_gate_whose_probe_scores_differently_here_refuses_to_load(gated_model:
         shutil.copy2(path, tmp_path / path.name)
     with np.load(tmp_path / PROBE_NAME) as probe:
         images, scores = probe["images"], probe["scores"]
-    assert np.allclose(DomainGate.load(tmp_path, SPEC).scores(images), scores)
+    assert np.allclose(DomainScorer.load(tmp_path, SPEC).scores(images), scores)
     np.savez(tmp_path / PROBE_NAME, images=images, scores=scores + 0.01)   # what other kernels would give
     with pytest.raises(GateCheckError, match="probe"):
-        DomainGate.load(tmp_path, SPEC)
+        DomainScorer.load(tmp_path, SPEC)
 
 
 def test_gate_scores_batches_as_one(gated_model: Path) -> None:
-    gate = DomainGate.load(gated_model, SPEC)
+    gate = DomainScorer.load(gated_model, SPEC)
     images = np.random.default_rng(0).integers(0, 256, (9, 3, 32, 32), dtype=np.uint8)
     assert np.allclose(gate.scores(images), np.concatenate([gate.scores(images[:4]), gate.scores(images[4:])]))
     assert gate.scores(images[:0]).shape == (0,)
 
 
-def test_no_gate_metrics_without_a_gate() -> None:
-    from detector.pipeline import PreparedBatch
-
-    prepared = PreparedBatch(images=np.zeros((1, 3, 32, 32), np.uint8), positions=[0])
-    names = {m.name for m in batch_metrics(prepared, [{"label": "REAL"}], 1.0, 2.0)}
+def test_no_gate_metrics_without_a_gate(gated_model: Path) -> None:
+    pipeline = DetectorPipeline.load(gated_model, point=OperatingPoint())
+    names = {m.name for m in batch_metrics(pipeline.run([{"body": plain((20, 40, 230))}]))}
     assert "DomainGateMs" not in names and "Abstentions" not in names

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.metrics import classification_report, confusion_matrix, expected_calibration_error, fit_temperature, roc_curve
+from training.metrics import (answered, classification_report, confusion_matrix, expected_calibration_error, fit_abstention,
+                              fit_min_confidence, fit_temperature, roc_curve, selective_figures)
 
 
 def test_roc_auc_equals_the_pairwise_ranking_probability() -> None:
@@ -41,3 +42,28 @@ def test_report_fields_and_consistency() -> None:
     assert report["accuracy"] == 0.75
     assert report["per_class"]["REAL"]["precision"] == 0.5 and report["per_class"]["FAKE"]["recall"] == pytest.approx(2 / 3)
     assert report["confusion_matrix"]["matrix"] == [[1, 0], [1, 2]]
+
+
+def test_fitted_threshold_answers_the_requested_coverage_and_no_more_abstains() -> None:
+    rng = np.random.default_rng(0)
+    fake = rng.uniform(0, 1, 1000)
+    probabilities = np.stack([1 - fake, fake], axis=1)
+    for coverage in (0.5, 0.9, 0.975):
+        threshold = fit_min_confidence(probabilities, coverage)
+        kept = answered(probabilities, threshold)
+        assert coverage <= kept.mean() <= coverage + 0.002
+        assert probabilities.max(axis=1)[~kept].max(initial=0) < threshold
+
+
+def test_abstaining_on_the_least_confident_raises_accuracy_on_the_answered() -> None:
+    fake = np.array([0.99, 0.95, 0.6, 0.45, 0.02, 0.3])
+    probabilities = np.stack([1 - fake, fake], axis=1)
+    labels = np.array([1, 1, 0, 1, 0, 0])      # the two least confident answers (0.6, 0.45) are wrong
+    everything = selective_figures(probabilities, labels, 0.0)
+    assert everything["coverage"] == 1.0 and everything["accuracy_answered"] == 4 / 6
+    fit = fit_abstention(probabilities, labels, coverage=4 / 6)
+    assert fit["fitted_on"] == "validation" and fit["min_confidence"] == 0.7
+    assert fit["coverage"] == 4 / 6 and fit["accuracy_answered"] == 1.0
+    assert fit_abstention(probabilities, labels, coverage=1.0)["min_confidence"] == 0.0
+    assert list(answered(probabilities, 0.7, np.array([True, False, True, True, True, True]))) == [
+        True, False, False, False, True, True]

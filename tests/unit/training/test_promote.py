@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from detector.domain import DomainGateSpec
-from detector.metadata import ModelMetadata
+from detector.metadata import DomainGate, JpegRecheck, ModelMetadata
 from training.promote import carry_checks
 
-RECHECK = {"quantization": [[1] * 64, [2] * 64], "subsampling": "4:2:0"}
+RECHECK = JpegRecheck(((1,) * 64, (2,) * 64))
 
 
 def test_the_model_folders_domain_gate_and_recheck_carry_over_to_the_promoted_weights(tmp_path: Path) -> None:
     model, staging = tmp_path / "model", tmp_path / "staging"
     model.mkdir()
     staging.mkdir()
-    gate = DomainGateSpec(align_size=96, threshold=0.5).to_dict()
+    gate = DomainGate(align_size=96, threshold=0.5)
     ModelMetadata(version="staged").save(staging)
     carry_checks(model, staging)                            # a first model: nothing to carry
     assert ModelMetadata.load(staging).domain_gate is None and ModelMetadata.load(staging).jpeg_recheck is None

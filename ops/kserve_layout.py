@@ -1,6 +1,6 @@
 """Lay out the built archives the way KServe's TorchServe predictor reads its storageUri.
 
-    python -m export.kserve_layout --model-store model_store --out build/kserve
+    python -m ops.kserve_layout --model-store model_store --out build/kserve
 
 Writes ``OUT/config/config.properties`` (deploy/kserve/config.properties) and ``OUT/model-store/``
 holding the archives that config loads, with their SHA-256 sums (verified when the container starts).
