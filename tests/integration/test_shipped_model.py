@@ -14,18 +14,18 @@ import numpy as np
 import pytest
 import torch
 
-from detector.answer import answered, selective_figures
+from detector.answer import OperatingPoint, decide
 from detector.backends import batched_outputs, load_backend
 from detector.data import CifakeSource, choose_samples, load_split
 from detector.hardware import cpu_line
-from detector.model import calibrated_probabilities, fake_probability, load_model, predict_logits
-from detector.pipeline import DOMAIN_OFF, DetectorPipeline, HandlerSettings
+from detector.model import calibrated_probabilities, load_model, predict_logits
+from detector.pipeline import DetectorPipeline
 from detector.preprocessing import decode_image
-from detector.recheck import JpegRecheck, passed_checks
 from export.domain_gate import offline_gate, offline_pipeline
 from export.export import INT8_NAME
 from tests.conftest import MODEL_DIR, OUTSIDE
 from training import outside
+from training.metrics import eager_p_fake, selective_figures
 from training.robustness import CONDITIONS
 
 
@@ -66,10 +66,10 @@ def test_shipped_model_abstains_on_few_test_images_and_is_right_on_the_others(sa
     loaded, _, probabilities = sample
     model, metadata = load_model(MODEL_DIR)
     gate = offline_gate(metadata, cifake_dir)      # every check, as served
-    in_domain = None if gate is None else gate.scores(loaded.images) >= gate.spec.threshold
-    passed = passed_checks(JpegRecheck.of(metadata), loaded.images, probabilities, metadata.class_names.index("FAKE"),
-                           fake_probability(model, metadata, 100), in_domain, metadata.min_confidence)
-    served = selective_figures(probabilities, loaded.labels, metadata.min_confidence, passed)
+    scores = None if gate is None else gate.scores(loaded.images)
+    verdicts = decide(probabilities, metadata.class_names, OperatingPoint.of(metadata), scores, loaded.images,
+                      eager_p_fake(model, metadata, 100))
+    served = selective_figures(probabilities, loaded.labels, metadata.min_confidence, verdicts.answered)
     print(f"as served: {served['coverage']:.2%} answered, {served['accuracy_answered']:.2%} of them right")
     # 0.4.4 on the full split: 97.50 % answered, 98.97 % right (0.4.1 without the domain gate: 99.20 %)
     assert served["coverage"] >= 0.97 and served["accuracy_answered"] >= 0.985
@@ -90,9 +90,9 @@ def test_outside_cifake_wrong_answers_stay_within_the_targets(served_pipeline: D
     if not OUTSIDE.exists():
         pytest.skip(f"{OUTSIDE} absent")
     files = [image.path.read_bytes() for image in outside.read_outside_folder(OUTSIDE) if image.truth == truth]
-    probabilities, passed = served_pipeline.assess(files)
-    counts = outside.answer_counts(np.full(len(files), truth == "FAKE"), probabilities, served_pipeline.min_confidence,
-                                   passed)
+    probabilities, verdicts = served_pipeline.assess(files)
+    counts = outside.answer_counts(np.full(len(files), truth == "FAKE"), probabilities,
+                                   served_pipeline.point.min_confidence, verdicts.answered)
     print(f"outside {truth}: {counts}")
     assert counts[wrong_label] <= ceiling * counts["images"]
 
@@ -110,9 +110,8 @@ def test_upscaled_reuploads_lose_at_most_today_s_share_as_served(served_pipeline
     decoded = [decode_image(data) for data in originals]
 
     def served_accuracy(files: list[bytes]) -> float:
-        probabilities, passed = pipeline.assess(files)
-        kept = answered(probabilities, pipeline.min_confidence, passed)
-        return float((kept & (probabilities.argmax(1) == labels)).mean())
+        probabilities, verdicts = pipeline.assess(files)
+        return float((verdicts.answered & (probabilities.argmax(1) == labels)).mean())
 
     clean = served_accuracy(originals)
     for side in (256, 512, 1024):
@@ -131,5 +130,5 @@ def test_readme_recheck_example_is_answered_as_documented(served_pipeline: Detec
     assert response["label"] == "UNCERTAIN" and response["abstained"]["reason"] == "compression_sensitive"
     assert response["abstained"]["leaning"] == "FAKE" and response["abstained"]["fake_after_reencoding"] < 0.1
     unchecked = DetectorPipeline(served_pipeline.model_dir, served_pipeline.metadata, served_pipeline.backend,
-                                 HandlerSettings(domain_threshold=DOMAIN_OFF, jpeg_recheck=False), "unchecked")
+                                 OperatingPoint(served_pipeline.point.min_confidence), "unchecked")
     assert unchecked.run([{"body": photo}]).responses[0]["label"] == "FAKE"   # what `jpeg_recheck: off` answers

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import requests
 
-from detector.answer import forced_label
-from detector.pipeline import DOMAIN_OFF, DetectorPipeline, HandlerSettings
+from detector.answer import OperatingPoint, forced_label
+from detector.pipeline import DetectorPipeline
 from loadtest.locust_runner import run_locust
 from ops.client import DetectorClient, read_keys
 from ops.served_accuracy import main as served_accuracy_main
@@ -29,7 +29,7 @@ MODELS = ("ai_detector", "ai_detector_onnx")
 
 
 def offline_fake_probabilities(images: list[bytes]) -> np.ndarray:
-    offline = DetectorPipeline.load(MODEL_DIR, settings=HandlerSettings(domain_threshold=DOMAIN_OFF))
+    offline = DetectorPipeline.load(MODEL_DIR, point=OperatingPoint())
     return offline.probabilities(images)[:, 1]   # probabilities do not depend on the domain gate
 
 

@@ -29,8 +29,8 @@ def test_refit_writes_the_threshold_and_its_validation_figures_and_nothing_else(
     assert {k: v for k, v in after.metrics.items() if k != "abstention"} == \
         {k: v for k, v in before.metrics.items() if k != "abstention"}
     gate = after.domain_gate   # the shipped model's gate, refitted on the same split
-    assert gate is not None and gate["keep_validation"] == fit["domain_keep"] == 0.99
-    assert fit["domain_threshold"] == gate["threshold"] and gate["split_seed"] == config["seed"]
+    assert gate is not None and gate.keep_validation == fit["domain_keep"] == 0.99
+    assert fit["domain_threshold"] == gate.threshold and gate.split_seed == config["seed"]
     assert after.jpeg_recheck == before.jpeg_recheck is not None and 0.0 <= fit["compression_sensitive"] < 0.01
     abstention.main(["--model", str(model), "--data", str(cifake_dir), "--coverage", "0.9", "--domain-keep", "0",
                      "--jpeg-recheck", "off"])

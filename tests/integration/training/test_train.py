@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import training.train
 from detector.data import CifakeSource, content_sha256, stratified_split
 from detector.metadata import ModelMetadata
-from detector.model import load_model, load_weights, predict_logits
+from detector.model import load_model
 from training import evaluate as evaluate_cli
 from training import reupload
 from training.config import resolve

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detector.backbones import ARCHITECTURES, ClassifierHead, build_backbone, load_imagenet_weights
+from detector.backbones import ARCHITECTURES, ClassifierHead, build_backbone
+from export.domain_gate import load_imagenet_weights
 from detector.metadata import ModelMetadata
 from detector.model import AlignedClassifier
 
