@@ -114,7 +114,9 @@ def decide(probabilities: np.ndarray, class_names: tuple[str, ...], point: Opera
     for row in np.flatnonzero(confidence < point.min_confidence):
         reasons[row] = reasons[row] or LOW_CONFIDENCE
     rechecked = None
-    if point.recheck is not None and p_fake is not None:
+    if point.recheck is not None:
+        if images is None or p_fake is None:
+            raise ValueError("a point with a JPEG recheck needs the aligned images and the model's p_fake")
         eligible = (leaning == class_names.index("FAKE")) & np.array([r is None for r in reasons], dtype=bool)
         rechecked = np.full(len(probabilities), np.nan)
         if eligible.any():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from detector.answer import (COMPRESSION_SENSITIVE, LOW_CONFIDENCE, OUT_OF_DOMAIN, UNCERTAIN, OperatingPoint, Verdicts,
                              decide, forced_label)
@@ -50,6 +51,11 @@ def test_a_fake_answer_that_survives_the_recheck_stands() -> None:
     verdicts = decide(two_class([0.9]), CLASSES, OperatingPoint(0.6, None, RECHECK), None,
                       np.zeros((1, 3, 8, 8), np.uint8), lambda images: np.full(len(images), 0.5))
     assert verdicts.answer(0) == {"label": "FAKE"} and verdicts.fake_after_reencoding[0] == 0.5
+
+
+def test_a_recheck_without_the_model_to_run_it_is_refused() -> None:
+    with pytest.raises(ValueError, match="JPEG recheck"):
+        decide(two_class([0.9]), CLASSES, OperatingPoint(0.6, None, RECHECK))
 
 
 def test_thresholds_compare_in_double_precision() -> None:
