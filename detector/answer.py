@@ -72,11 +72,15 @@ class Verdicts:
     @property
     def answered(self) -> np.ndarray:
         """True for the images that get REAL or FAKE rather than UNCERTAIN."""
-        return np.array([reason is None for reason in self.reasons], dtype=bool)
+        return self.abstained_for(None)
+
+    def abstained_for(self, reason: str | None) -> np.ndarray:
+        """True for the images answered UNCERTAIN for ``reason`` (None: the answered ones)."""
+        return np.array([r == reason for r in self.reasons], dtype=bool)
 
     def share(self, reason: str) -> float:
         """The share of the batch answered UNCERTAIN for ``reason``."""
-        return sum(r == reason for r in self.reasons) / max(len(self.reasons), 1)
+        return float(self.abstained_for(reason).mean()) if self.reasons else 0.0
 
     def label(self, row: int) -> str:
         return UNCERTAIN if self.reasons[row] is not None else self.class_names[self.leaning[row]]

@@ -23,7 +23,7 @@ import binascii
 import json
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -297,10 +297,9 @@ class DetectorPipeline:
         (``aligned``), at ``point`` (this pipeline's unless given: a point with ``min_confidence`` 0 rechecks
         every FAKE-leaning picture in domain, the verdicts a sweep over thresholds needs)."""
         batches, verdicts = [], []
-        for start in range(0, len(files), batch_size):
-            images = self.aligned(files[start:start + batch_size], start)
-            batches.append(self.calibrated(self.backend(images)))
-            verdicts.append(self.decide(images, batches[-1], self.domain_scores(images), point))
+        for images, probabilities in self.calibrated_batches(files, batch_size):
+            batches.append(probabilities)
+            verdicts.append(self.decide(images, probabilities, self.domain_scores(images), point))
         if not batches:
             empty = np.empty((0, len(self.metadata.class_names)), np.float32)
             return empty, self.decide(np.empty((0, 3, 1, 1), np.uint8), empty, None, point)
@@ -308,6 +307,11 @@ class DetectorPipeline:
 
     def probabilities(self, files: list[bytes], batch_size: int = 128) -> np.ndarray:
         """Calibrated class probabilities (N x classes) for encoded files, exactly as served (``aligned``)."""
-        return np.concatenate([self.calibrated(self.backend(self.aligned(files[start:start + batch_size], start)))
-                               for start in range(0, len(files), batch_size)] or
+        return np.concatenate([probabilities for _, probabilities in self.calibrated_batches(files, batch_size)] or
                               [np.empty((0, len(self.metadata.class_names)), np.float32)])
+
+    def calibrated_batches(self, files: list[bytes], batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``batch_size`` files at a time: their aligned images and calibrated probabilities, as served."""
+        for start in range(0, len(files), batch_size):
+            images = self.aligned(files[start:start + batch_size], start)
+            yield images, self.calibrated(self.backend(images))

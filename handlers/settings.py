@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from detector.answer import OperatingPoint
-from detector.metadata import ModelMetadata
+from detector.metadata import JpegRecheck, ModelMetadata
 from detector.preprocessing import DecodeLimits
 
 THREADS_ENV = "AI_DETECTOR_INTRA_OP_THREADS"
@@ -69,7 +69,7 @@ def domain_threshold(value: Any, own: OperatingPoint) -> float | None:
     raise ValueError(f"handler domain_threshold must be 'model', 'off' or a number in [-1, 1], not {value!r}")
 
 
-def jpeg_recheck(value: Any, own: OperatingPoint) -> Any:
+def jpeg_recheck(value: Any, own: OperatingPoint) -> JpegRecheck | None:
     """``model`` (the recheck shipped with the weights, if any) or ``off`` (FAKE answers are not rechecked: half
     the forward passes of FAKE-leaning traffic saved, camera photos called FAKE more often)."""
     if value == "model":

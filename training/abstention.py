@@ -76,8 +76,7 @@ def refit(model_dir: Path, data: Path, coverage: float | None = None, domain_kee
         abstention.update(domain_threshold=spec.threshold, domain_keep=spec.keep_validation)
     if recheck is not None:   # as served: confident, in-domain pictures the recheck turns away
         confident = answered(probabilities, abstention["min_confidence"])
-        rechecked_away = np.array([reason == COMPRESSION_SENSITIVE for reason in checked.reasons], dtype=bool)
-        abstention["compression_sensitive"] = float((confident & rechecked_away).mean())
+        abstention["compression_sensitive"] = float((confident & checked.abstained_for(COMPRESSION_SENSITIVE)).mean())
     replace(metadata, min_confidence=abstention["min_confidence"], domain_gate=spec, jpeg_recheck=recheck,
             metrics={**metadata.metrics, "abstention": abstention}).save(model_dir)
     return abstention

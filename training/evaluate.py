@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from detector.data import CifakeSource, LoadedSplit, choose_samples, content_sha256, load_split  # noqa: E402
-from detector.answer import COMPRESSION_SENSITIVE, OperatingPoint, decide  # noqa: E402
+from detector.answer import COMPRESSION_SENSITIVE, OUT_OF_DOMAIN, OperatingPoint, decide  # noqa: E402
 from detector.metadata import ModelMetadata  # noqa: E402
 from detector.model import calibrated_probabilities, load_model, predict_logits  # noqa: E402
 from export.domain_gate import offline_gate  # noqa: E402
@@ -62,8 +62,7 @@ def evaluate(model_dir: Path, data: Path, split_name: str, limit: int | None = N
         "abstention": selective_figures(probabilities, loaded.labels, metadata.min_confidence, verdicts.answered),
     }
     if scores is not None:
-        report["abstention"].update(domain_threshold=gate.spec.threshold,
-                                    out_of_domain=float((~(scores >= gate.spec.threshold)).mean()))
+        report["abstention"].update(domain_threshold=gate.spec.threshold, out_of_domain=verdicts.share(OUT_OF_DOMAIN))
     if metadata.jpeg_recheck is not None:   # confident, in-domain pictures the recheck turns away
         report["abstention"]["compression_sensitive"] = verdicts.share(COMPRESSION_SENSITIVE)
     if split_name == "test" and not limit:
