@@ -34,7 +34,7 @@ from detector.paths import REPO  # noqa: E402
 from export.archive import build_archive, write_sums  # noqa: E402
 from loadtest.bench_model import ARTIFACTS as BARE_ARTIFACTS, measure  # noqa: E402
 from loadtest.images import load_images, write_images  # noqa: E402
-from loadtest.locust_runner import run_locust  # noqa: E402
+from loadtest.locust_runner import LocustRow, run_locust  # noqa: E402
 from ops.client import DetectorClient  # noqa: E402
 from ops.server import frontend_pid, start, stop  # noqa: E402
 from ops.torchserve_config import Ports, TorchServeConfig, render_config  # noqa: E402
@@ -54,16 +54,24 @@ def server_cpu_seconds(run_dir: Path) -> dict[str, float]:
             "workers": sum(sum(w.cpu_times()[:2]) for w in workers if w.is_running())}
 
 
+def answers_per_second(total: LocustRow) -> float:
+    """Locust's request rate less its failures: the answers callers got per second."""
+    return total.rps * (1 - total.failures / total.requests) if total.requests else 0.0
+
+
 def run_step(client: DetectorClient, run_dir: Path, model: str, users: int, seconds: int, prefix: Path,
              image_dir: Path) -> dict:
     """One Locust run (loadtest.locust_runner); returns its aggregated figures and the CPU (cores) that Locust
-    itself, the server's frontend and its workers used on average over the run."""
+    itself, the server's frontend and its workers used on average over the run. Users turned away (503 when the
+    job queue is full: more users than ``job_queue_size``) back off as ``ops.client`` does, and ``rps`` counts
+    answers only, so a step past the queue measures what callers get, not how fast refusals come back."""
     before, server_before, started = os.times(), server_cpu_seconds(run_dir), time.monotonic()
-    total = run_locust(client.inference_url, client.key_file, model, users, seconds, prefix, image_dir=image_dir).total
+    total = run_locust(client.inference_url, client.key_file, model, users, seconds, prefix, image_dir=image_dir,
+                       backoff=True).total
     after, server_after, wall = os.times(), server_cpu_seconds(run_dir), time.monotonic() - started
     client_cpu_s = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     return {"users": users, "requests": total.requests, "failures": total.failures,
-            "rps": round(total.rps, 1), "p50_ms": total.latency_ms["50%"], "p95_ms": total.latency_ms["95%"],
+            "rps": round(answers_per_second(total), 1), "p50_ms": total.latency_ms["50%"], "p95_ms": total.latency_ms["95%"],
             "p99_ms": total.latency_ms["99%"], "locust_cpu_cores": round(client_cpu_s / wall, 2),
             **{f"{part}_cpu_cores": round((server_after[part] - server_before[part]) / wall, 2) for part in server_after}}
 
@@ -77,7 +85,7 @@ def plot(report: dict, path: Path, seconds: int) -> None:
         left.axhline(report["ceilings"][model], color=colour, linestyle=":", linewidth=1)
         right.plot(users, [r["p50_ms"] for r in rows], "o-", color=colour, label=f"{model} p50")
         right.plot(users, [r["p99_ms"] for r in rows], "x--", color=colour, label=f"{model} p99")
-    left.set(xscale="log", xlabel="concurrent users", ylabel="requests / s", ylim=(0, None),
+    left.set(xscale="log", xlabel="concurrent users", ylabel="answers / s", ylim=(0, None),
              title="throughput (dotted: bare model of the same artifact)")
     left.set_xscale("log", base=2)
     right.set_xscale("log", base=2)
@@ -173,7 +181,7 @@ def summary(report: dict) -> str:
     lines = [f"CPU: {cpu_line(report['cpu'])}", "", "Bare model (handler stages, no HTTP): " + "; ".join(
         f"{name} " + ", ".join(f"batch {r['batch_size']}: {r['images_per_second']:.1f} img/s (p50 {r['batch_ms_p50']:.1f} ms)"
                                 for r in rows) for name, rows in report["bare_model"].items()), "",
-             "| model | users | req/s | server / bare model | p50 (ms) | p95 (ms) | p99 (ms) | errors "
+             "| model | users | answers/s | server / bare model | p50 (ms) | p95 (ms) | p99 (ms) | turned away (503, retried) "
              "| CPU cores: Locust / frontend / workers |",
              "|---|---|---|---|---|---|---|---|---|"]
     for model, rows in report["sweep"].items():

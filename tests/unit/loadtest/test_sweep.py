@@ -5,7 +5,10 @@ from __future__ import annotations
 
 
 
-from loadtest.sweep import bare_batch_sizes, configure_models, shipped_batching
+import pytest
+
+from loadtest.locust_runner import LocustRow
+from loadtest.sweep import answers_per_second, bare_batch_sizes, configure_models, shipped_batching
 from ops.torchserve_config import TorchServeConfig
 from tests.conftest import REPO
 
@@ -33,3 +36,10 @@ def test_bare_ceiling_covers_every_batch_size_the_served_models_form() -> None:
     int8_batch = shipped_batching("ai_detector_int8")[0]
     assert int8_batch in bare_batch_sizes(["ai_detector", "ai_detector_int8", "stock_baseline"])
     assert bare_batch_sizes(["stock_baseline"]) == [1, 8, 16]   # the baseline has no entry: batch 1
+
+
+def test_throughput_counts_answers_not_refusals() -> None:
+    """Past the job queue the server answers 503 in a few milliseconds: those must not count as throughput."""
+    assert answers_per_second(LocustRow(1000, 900, 200.0, {})) == pytest.approx(20.0)
+    assert answers_per_second(LocustRow(500, 0, 33.0, {})) == pytest.approx(33.0)
+    assert answers_per_second(LocustRow(0, 0, 0.0, {})) == 0.0
