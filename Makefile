@@ -5,7 +5,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 
 PY       := .venv/bin/python
 CIFAKE   ?= ../shared/data/cifake
-OUTSIDE  ?= ../shared/data/outside
+OUTSIDE  ?= ../shared/data/outside ../shared/data/outside2
 MODEL    ?= model
 # make robustness SPLIT=validation: compare candidates on their own validation split, without reading test
 SPLIT    ?= test
@@ -99,7 +99,7 @@ promote: .venv/.installed
 	@test -n "$(RUN)" || { echo "usage: make promote RUN=runs/<name>" >&2; exit 2; }
 	$(PY) -m training.promote --run $(RUN) --model $(MODEL) --data $(CIFAKE)
 
-# The official test split (test_report.*), then real photos and generated images from outside CIFAKE (outside_report.*).
+# The official test split (test_report.*), then how often answers are right outside CIFAKE, both folders (outside_report.*).
 evaluate: .venv/.installed
 	$(PY) -m training.evaluate --model $(MODEL) --data $(CIFAKE) --split test --out $(MODEL)/reports
 	$(PY) -m training.outside --model $(MODEL) --outside $(OUTSIDE) --data $(CIFAKE) --out $(MODEL)/reports

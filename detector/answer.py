@@ -1,8 +1,8 @@
 """The answer the service gives: REAL, FAKE, or UNCERTAIN where the picture is unlike the training data
-(its domain score is below the gate's threshold, ``detector.domain``), the calibrated confidence is below
-the model's operating threshold (``ModelMetadata.min_confidence``), or a FAKE answer does not survive
-re-encoding the picture the way CIFAKE was encoded (``detector.recheck``); the thresholds are fitted together
-on the validation split.
+(its domain score is below the gate's threshold, ``detector.domain``; a REAL answer needs the higher
+``real_domain_threshold``), the calibrated confidence is below the model's operating threshold
+(``ModelMetadata.min_confidence``), or a FAKE answer does not survive re-encoding the picture the way CIFAKE
+was encoded (``detector.recheck``); the thresholds are fitted together on the validation split.
 
 ``decide`` is the one verdict, for the server and every report alike, so that what the reports measure is
 what callers get. It reads only the aligned 32x32 input's calibrated probabilities and check results: never
@@ -24,7 +24,6 @@ UNCERTAIN = "UNCERTAIN"
 OUT_OF_DOMAIN = "out_of_domain"
 LOW_CONFIDENCE = "low_confidence"
 COMPRESSION_SENSITIVE = "compression_sensitive"   # the JPEG recheck (detector.recheck)
-RECHECK_CUTOFF = 0.5   # a rechecked FAKE answer stands while P(FAKE) of the re-encoded picture is at least this
 
 
 def forced_label(response: dict[str, Any]) -> str:
@@ -40,12 +39,20 @@ class OperatingPoint:
     min_confidence: float = 0.0              # below it UNCERTAIN (low_confidence); 0 never abstains
     domain_threshold: float | None = None    # below it UNCERTAIN (out_of_domain); None: no gate runs
     recheck: JpegRecheck | None = None       # None: FAKE answers are not rechecked
+    real_domain_threshold: float | None = None   # a REAL answer needs at least this domain score too (None: no more)
 
     @classmethod
     def of(cls, metadata: ModelMetadata) -> "OperatingPoint":
         """The model's own operating point, as fitted with its weights."""
         gate = metadata.domain_gate
-        return cls(metadata.min_confidence, None if gate is None else gate.threshold, metadata.jpeg_recheck)
+        return cls(metadata.min_confidence, None if gate is None else gate.threshold, metadata.jpeg_recheck,
+                   None if gate is None else gate.real_threshold)
+
+    def domain_threshold_for(self, leaning: str) -> float | None:
+        """The domain score an answer leaning to ``leaning`` needs (None: no gate runs)."""
+        if self.domain_threshold is None or leaning != "REAL" or self.real_domain_threshold is None:
+            return self.domain_threshold
+        return max(self.domain_threshold, self.real_domain_threshold)
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,8 @@ class Verdicts:
             return {"label": self.label(row)}
         leaning = {"confidence": round(float(self.confidence[row]), 6), "leaning": self.class_names[self.leaning[row]]}
         if reason == OUT_OF_DOMAIN:
-            detail = {"domain_score": round(float(self.domain_scores[row]), 6), "threshold": self.point.domain_threshold}
+            detail = {"domain_score": round(float(self.domain_scores[row]), 6),
+                      "threshold": self.point.domain_threshold_for(self.class_names[self.leaning[row]])}
         elif reason == LOW_CONFIDENCE:
             detail = {"threshold": self.point.min_confidence}
         else:
@@ -104,16 +112,17 @@ def decide(probabilities: np.ndarray, class_names: tuple[str, ...], point: Opera
            domain_scores: np.ndarray | None = None, images: np.ndarray | None = None,
            p_fake: Callable[[np.ndarray], np.ndarray] | None = None) -> Verdicts:
     """The verdict for a batch of calibrated ``probabilities`` (N x classes), in order: out_of_domain where the
-    domain score is below the gate's threshold (the confidence of a picture the model does not know means
-    nothing), low_confidence below ``min_confidence``, then compression_sensitive where a FAKE answer's picture,
-    re-encoded like CIFAKE, leans REAL: where the point has a recheck, the aligned ``images`` about to be answered
-    FAKE are re-encoded and classified again by ``p_fake`` (uint8 batch -> calibrated P(FAKE), the served
-    model)."""
+    domain score is below the threshold for the class the picture leans to (the confidence of a picture the model
+    does not know means nothing), low_confidence below ``min_confidence``, then compression_sensitive where a FAKE
+    answer's picture, re-encoded like CIFAKE, is no longer FAKE with P(FAKE) of at least the recheck's
+    ``min_fake``: where the point has a recheck, the aligned ``images`` about to be answered FAKE are re-encoded and
+    classified again by ``p_fake`` (uint8 batch -> calibrated P(FAKE), the served model)."""
     leaning = probabilities.argmax(axis=1)
     confidence = probabilities[np.arange(len(probabilities)), leaning].astype(np.float64)   # thresholds are float64
     reasons: list[str | None] = [None] * len(probabilities)
     if point.domain_threshold is not None and domain_scores is not None:
-        for row in np.flatnonzero(domain_scores.astype(np.float64) < point.domain_threshold):
+        needed = np.array([point.domain_threshold_for(name) for name in class_names], dtype=np.float64)[leaning]
+        for row in np.flatnonzero(domain_scores.astype(np.float64) < needed):
             reasons[row] = OUT_OF_DOMAIN
     for row in np.flatnonzero(confidence < point.min_confidence):
         reasons[row] = reasons[row] or LOW_CONFIDENCE
@@ -125,6 +134,6 @@ def decide(probabilities: np.ndarray, class_names: tuple[str, ...], point: Opera
         rechecked = np.full(len(probabilities), np.nan)
         if eligible.any():
             rechecked[eligible] = p_fake(reencode(point.recheck, images[eligible]))
-        for row in np.flatnonzero(rechecked < RECHECK_CUTOFF):
+        for row in np.flatnonzero(rechecked < point.recheck.min_fake):
             reasons[row] = COMPRESSION_SENSITIVE
     return Verdicts(class_names, point, leaning, confidence, tuple(reasons), domain_scores, rechecked)

@@ -38,6 +38,9 @@ class DomainGate:
     val_fraction: float = 0.05              # references never come from validation
     keep_validation: float = 0.99           # share of validation the threshold keeps
     threshold: float = -1.0                 # fitted: below it the picture is out of domain
+    # fitted: a REAL answer needs at least this score (None: the same as FAKE). Only REAL answers fail outside
+    # CIFAKE (a picture unlike CIFAR-10 passes for a CIFAR-10 photo), so a REAL answer needs a more typical picture
+    real_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in GATE_PRECISIONS:
@@ -56,6 +59,7 @@ class JpegRecheck:
 
     quantization: tuple[tuple[int, ...], ...]
     subsampling: str = "4:2:0"
+    min_fake: float = 0.5   # a rechecked FAKE answer stands while P(FAKE) of the re-encoded picture is at least this
 
     def __post_init__(self) -> None:
         if not self.quantization or any(len(table) != 64 for table in self.quantization):

@@ -3,6 +3,7 @@ one resolved form each: decode limits, intra-op threads and the operating point 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +32,11 @@ class HandlerSettings:
         archive_threads = int(section.pop("intra_op_threads", 0))
         threads = int(environ.get(THREADS_ENV) or archive_threads) or (os.cpu_count() or 1)
         own = OperatingPoint.of(metadata)
-        point = OperatingPoint(min_confidence(section.pop("min_confidence", "model"), own),
-                               domain_threshold(section.pop("domain_threshold", "model"), own),
-                               jpeg_recheck(section.pop("jpeg_recheck", "model"), own))
+        gate = domain_threshold(section.pop("domain_threshold", "model"), own)
+        real_gate = real_domain_threshold(section.pop("real_domain_threshold", "model"), own)
+        recheck = jpeg_recheck(section.pop("jpeg_recheck", "model"), section.pop("recheck_min_fake", "model"), own)
+        point = OperatingPoint(min_confidence(section.pop("min_confidence", "model"), own), gate, recheck,
+                               None if gate is None else real_gate)   # no gate runs: no domain score to compare
         unknown = set(section) - set(LIMIT_KEYS)
         if unknown:
             raise ValueError(f"unknown handler settings: {sorted(unknown)}")
@@ -69,11 +72,29 @@ def domain_threshold(value: Any, own: OperatingPoint) -> float | None:
     raise ValueError(f"handler domain_threshold must be 'model', 'off' or a number in [-1, 1], not {value!r}")
 
 
-def jpeg_recheck(value: Any, own: OperatingPoint) -> JpegRecheck | None:
-    """``model`` (the recheck shipped with the weights, if any) or ``off`` (FAKE answers are not rechecked: half
-    the forward passes of FAKE-leaning traffic saved, camera photos called FAKE more often)."""
+def real_domain_threshold(value: Any, own: OperatingPoint) -> float | None:
+    """``model`` (the REAL answers' threshold fitted with the weights, if any), ``off`` (a REAL answer needs only
+    ``domain_threshold``, as model 0.4.4 answered) or a domain score in [-1, 1]."""
     if value == "model":
-        return own.recheck
+        return own.real_domain_threshold
     if value in ("off", False):
         return None
-    raise ValueError(f"handler jpeg_recheck must be 'model' or 'off', not {value!r}")
+    if _is_number(value) and -1.0 <= value <= 1.0:
+        return float(value)
+    raise ValueError(f"handler real_domain_threshold must be 'model', 'off' or a number in [-1, 1], not {value!r}")
+
+
+def jpeg_recheck(value: Any, min_fake: Any, own: OperatingPoint) -> JpegRecheck | None:
+    """``model`` (the recheck shipped with the weights, if any) or ``off`` (FAKE answers are not rechecked: half
+    the forward passes of FAKE-leaning traffic saved, camera photos called FAKE more often). ``min_fake``:
+    ``model`` or the P(FAKE) in [0.5, 1) the re-encoded picture needs for the FAKE answer to stand (0.5: as
+    model 0.4.4 answered)."""
+    if value in ("off", False):
+        return None
+    if value != "model":
+        raise ValueError(f"handler jpeg_recheck must be 'model' or 'off', not {value!r}")
+    if own.recheck is None or min_fake == "model":
+        return own.recheck
+    if _is_number(min_fake) and 0.5 <= min_fake < 1.0:
+        return dataclasses.replace(own.recheck, min_fake=float(min_fake))
+    raise ValueError(f"handler recheck_min_fake must be 'model' or a number in [0.5, 1), not {min_fake!r}")

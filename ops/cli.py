@@ -4,7 +4,7 @@
     python -m ops.cli describe ai_detector [--version all]
     python -m ops.cli scale ai_detector --min 2 --max 4
     python -m ops.cli register ai_detector_v2.mar --batch-size 16 --max-batch-delay 10   # enable_model_api=true only
-    python -m ops.cli set-default ai_detector 0.4.4
+    python -m ops.cli set-default ai_detector 0.4.5
     python -m ops.cli unregister ai_detector 0.2.0                                        # enable_model_api=true only
 
 Global options (before the command): --inference-url, --management-url, --key-file

@@ -62,7 +62,8 @@ def evaluate(model_dir: Path, data: Path, split_name: str, limit: int | None = N
         "abstention": selective_figures(probabilities, loaded.labels, metadata.min_confidence, verdicts.answered),
     }
     if scores is not None:
-        report["abstention"].update(domain_threshold=gate.spec.threshold, out_of_domain=verdicts.share(OUT_OF_DOMAIN))
+        report["abstention"].update(domain_threshold=gate.spec.threshold, real_domain_threshold=gate.spec.real_threshold,
+                                    out_of_domain=verdicts.share(OUT_OF_DOMAIN))
     if metadata.jpeg_recheck is not None:   # confident, in-domain pictures the recheck turns away
         report["abstention"]["compression_sensitive"] = verdicts.share(COMPRESSION_SENSITIVE)
     if split_name == "test" and not limit:
@@ -93,10 +94,12 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | {r['count']} | {r['accuracy']:.2%} | {r['roc_auc']:.5f} | {r['ece']:.4f} | "
                      f"{r['nll']:.4f} | {per['REAL']} | {per['FAKE']} |")
     abstention = report["abstention"]
-    gate = (f" or below domain score {abstention['domain_threshold']:.4f} (out of domain: "
-            f"{abstention['out_of_domain']:.2%} of the split)" if "domain_threshold" in abstention else "")
+    real = abstention.get("real_domain_threshold")
+    gate = (f" or below domain score {abstention['domain_threshold']:.4f}"
+            + (f" ({real:.4f} for a REAL answer)" if real is not None else "")
+            + f" (out of domain: {abstention['out_of_domain']:.2%} of the split)" if "domain_threshold" in abstention else "")
     rechecked_away = round(abstention.get("compression_sensitive", 0.0) * report["full"]["count"])
-    recheck = (f", and where a FAKE answer leans REAL once re-encoded like CIFAKE (the JPEG recheck: "
+    recheck = (f", and where a FAKE answer does not stand once re-encoded like CIFAKE (the JPEG recheck: "
                f"{rechecked_away} image{'' if rechecked_away == 1 else 's'})" if "compression_sensitive" in abstention else "")
     lines += ["", f"As served, UNCERTAIN below calibrated confidence {abstention['min_confidence']:.4f}{gate} (fitted on "
               f"validation){recheck}: {abstention['coverage']:.2%} of the split answered REAL or FAKE, "

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -140,3 +141,64 @@ def eager_p_fake(model: torch.nn.Module, metadata: ModelMetadata, batch_size: in
         logits = predict_logits(model, torch.from_numpy(images), batch_size, precision)
         return calibrated_probabilities(logits, metadata.temperature)[:, fake].numpy()
     return p_fake
+
+
+@dataclass(frozen=True)
+class CheckScores:
+    """What every check measures on a set of images, computed once, so that a sweep over thresholds re-decides
+    without running a model: calibrated probabilities, domain scores (None: no gate) and P(FAKE) of each picture
+    re-encoded like CIFAKE (None: no recheck)."""
+
+    probabilities: np.ndarray
+    domain_scores: np.ndarray | None
+    fake_after_reencoding: np.ndarray | None
+
+    def answered(self, min_confidence: float, domain_threshold: float | None, real_domain_threshold: float | None,
+                 min_fake: float | None) -> np.ndarray:
+        """True where ``detector.answer.decide`` answers REAL or FAKE at that point (REAL at index 0, FAKE at 1;
+        ``min_fake`` None: no recheck)."""
+        leaning = self.probabilities.argmax(axis=1)
+        kept = self.probabilities.max(axis=1).astype(np.float64) >= min_confidence
+        if domain_threshold is not None and self.domain_scores is not None:
+            real_needs = domain_threshold if real_domain_threshold is None else max(domain_threshold, real_domain_threshold)
+            kept &= self.domain_scores.astype(np.float64) >= np.where(leaning == 0, real_needs, domain_threshold)
+        if min_fake is not None and self.fake_after_reencoding is not None:
+            kept &= (leaning == 0) | (self.fake_after_reencoding >= min_fake)
+        return kept
+
+
+def operating_points(scores: CheckScores, labels: np.ndarray, domain_threshold: float | None, precision: float,
+                     recheck: bool) -> Iterator[dict[str, Any]]:
+    """The family of points the fit chooses from, least strict on REAL answers first: for each share of CIFAKE's
+    REAL images whose domain score a REAL answer must reach (1.0, 0.995, ... 0.5), the lowest confidence threshold
+    at which ``precision`` of these images' answers are right (a rechecked FAKE answer asks the re-encoded picture
+    for the same confidence), with its coverage; shares where no threshold reaches ``precision`` are skipped."""
+    right = scores.probabilities.argmax(axis=1) == labels
+    grid = np.round(np.arange(0.5, 1.0, 0.0005), 4)
+    gated = scores.domain_scores is not None and domain_threshold is not None
+    real_scores = scores.domain_scores[labels == 0].astype(np.float64) if gated else None
+    for keep in np.round(np.arange(1.0, 0.4999, -0.005), 3) if gated else [1.0]:
+        real_threshold = None if keep == 1.0 else float(np.quantile(real_scores, 1.0 - keep))
+        for threshold in grid:
+            kept = scores.answered(float(threshold), domain_threshold, real_threshold, float(threshold) if recheck else None)
+            if kept.any() and right[kept].mean() >= precision:
+                yield {"min_confidence": float(threshold), "real_domain_threshold": real_threshold, "real_keep": float(keep),
+                       "coverage": float(kept.mean()), "accuracy_answered": float(right[kept].mean())}
+                break
+
+
+def fit_operating_point(scores: CheckScores, labels: np.ndarray, domain_threshold: float | None,
+                        precision: float, coverage: float, recheck: bool) -> dict[str, Any]:
+    """Thresholds that keep these (validation) images' answers right at least ``precision`` of the time while
+    answering at least ``coverage`` of them, spending what coverage allows on REAL answers: outside CIFAKE only
+    REAL answers fail (a picture unlike CIFAR-10 passes for a CIFAR-10 photo), so a REAL answer needs a domain
+    score typical of CIFAKE's REAL images. The strictest point of ``operating_points`` that still answers
+    ``coverage`` wins."""
+    chosen = None
+    for point in operating_points(scores, labels, domain_threshold, precision, recheck):
+        if point["coverage"] < coverage:
+            break
+        chosen = point
+    if chosen is None:
+        raise ValueError(f"no operating point answers {coverage:.1%} of validation with {precision:.2%} right")
+    return {"fitted_on": "validation", "target_precision": precision, "target_coverage": coverage, **chosen}

@@ -1,27 +1,26 @@
-"""Outside-CIFAKE report: what the detector answers for real photos and generated images that are not CIFAKE.
+"""Outside-CIFAKE report: how often an answer is right on pictures that are not CIFAKE, per class.
 
-    python -m training.outside --model model --outside ../shared/data/outside --data ../shared/data/cifake \
-        --out model/reports
+    python -m training.outside --model model --outside ../shared/data/outside ../shared/data/outside2 \
+        --data ../shared/data/cifake --out model/reports
 
-Sets, each through the serving pipeline (``detector.pipeline``: bytes -> aligned 32×32 -> network -> calibrated P(FAKE)):
-- the evaluation folder (``real/`` and ``generated/``; its ``MANIFEST.tsv`` names each file's generator),
-- the real photographs that ship with scikit-image, scikit-learn and matplotlib, whole and cropped
-  (``training.robustness.outside_photos``): every FAKE answer on them is a false positive,
-- a fixed sample of CIFAKE's official test split, for reference.
+A caller acts on an answer: a REAL answer says "not generated", a FAKE one "generated". So the report leads with,
+per evaluation folder (``real/`` and ``generated/``; ``MANIFEST.tsv`` names each file's generator), how often
+each kind of answer is right and how many answers that rests on, and the share of pictures answered at all.
+Every figure is the served verdict (``detector.pipeline``: bytes -> aligned 32×32 -> network, domain gate, JPEG
+recheck -> ``detector.answer.decide``). Beside the folders: the real photographs that ship with scikit-image,
+scikit-learn and matplotlib (``training.robustness.outside_photos``; every FAKE answer is wrong) and CIFAKE's
+validation split.
 
-Answers are the served ones: the domain gate (where the model has one) and the confidence gate.
-
-Per class and per generator: answered REAL / FAKE and the share answered wrongly; the real-photo
-false-positive rate; ROC-AUC of P(FAKE) between the folder's real and generated images; and the
-risk-coverage curve of the calibrated confidence (answer only the most confident share of the images:
-how often are those answers wrong). Writes outside_report.json, outside_report.md and outside.png.
-Evaluation only: nothing here is fitted on these images.
+The curve: the points ``training.abstention`` chooses from (``training.metrics.operating_points``: each asks
+REAL answers for a higher domain score), as the share of CIFAKE validation answered against how often REAL and
+FAKE answers are right in each folder, with the model's own point marked. Evaluation only: the folders never
+choose a number; the model's thresholds come from CIFAKE validation. Writes outside_report.json,
+outside_report.md and outside.png.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,16 +32,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from detector.data import CifakeSource, choose_samples  # noqa: E402
+from detector.data import CifakeSource  # noqa: E402
 from detector.pipeline import DetectorPipeline  # noqa: E402
-from export.domain_gate import offline_pipeline  # noqa: E402
-from training.metrics import answered, roc_curve  # noqa: E402
+from detector.recheck import reencode  # noqa: E402
+from export.domain_gate import offline_pipeline, split_portions  # noqa: E402
+from training.metrics import CheckScores, operating_points  # noqa: E402
 from training.robustness import outside_photos  # noqa: E402
-from training.report_cli import report_parser, write_report  # noqa: E402
+from training.report_cli import OUTSIDE, report_parser, write_report  # noqa: E402
 
 CLASS_FOLDERS = {"real": "REAL", "generated": "FAKE"}   # evaluation folder name -> the label a right answer has
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-COVERAGES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)   # rows of the risk-coverage table
+CURVE_ROWS = (1.0, 0.97, 0.94, 0.91, 0.88, 0.85, 0.8, 0.7)   # shares of CIFAKE's REAL images a REAL answer keeps
 
 
 @dataclass(frozen=True)
@@ -72,169 +72,176 @@ def read_outside_folder(folder: Path) -> list[OutsideImage]:
     return images
 
 
-def checked(pipeline: DetectorPipeline, files: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """Calibrated probabilities and, per file, whether the domain gate and the JPEG recheck let it be answered
-    (every FAKE-leaning picture in domain rechecked, so the verdicts hold at every confidence threshold of a
-    sweep), as served."""
-    probabilities, verdicts = pipeline.assess(files, point=dataclasses.replace(pipeline.point, min_confidence=0.0))
-    return probabilities, verdicts.answered
+def check_scores(pipeline: DetectorPipeline, files: list[bytes], batch_size: int = 128) -> CheckScores:
+    """What every check measures on these files as served, with every picture re-encoded and rechecked (not only
+    those about to be answered FAKE), so that any point of a sweep can be decided from it."""
+    parts: dict[str, list[np.ndarray]] = {"probabilities": [], "domain": [], "reencoded": []}
+    for images, probabilities in pipeline.calibrated_batches(files, batch_size):
+        parts["probabilities"].append(probabilities)
+        parts["domain"].append(pipeline.domain_scores(images) if pipeline.domain is not None else np.empty(0))
+        if pipeline.point.recheck is not None:
+            parts["reencoded"].append(pipeline.p_fake(reencode(pipeline.point.recheck, images)))
+    joined = {key: np.concatenate(value) if value else None for key, value in parts.items()}
+    return CheckScores(joined["probabilities"], joined["domain"] if pipeline.domain is not None else None,
+                       joined["reencoded"] if pipeline.point.recheck is not None else None)
 
 
-def answer_counts(truth: np.ndarray, probabilities: np.ndarray, min_confidence: float,
-                  passed: np.ndarray | None = None) -> dict[str, Any]:
-    """How many were answered REAL / FAKE / UNCERTAIN as the server answers (``detector.answer``), and the share
-    of all images answered wrongly: UNCERTAIN is not wrong, but not answered either (``truth`` True = FAKE;
-    ``probabilities`` N x (REAL, FAKE); ``passed``: False where the domain gate or the JPEG recheck abstains)."""
-    kept = answered(probabilities, min_confidence) & (True if passed is None else passed)
-    answered_fake = probabilities.argmax(axis=1) == 1
-    wrong = kept & (answered_fake != truth.astype(bool))
-    return {"images": int(len(truth)), "answered_real": int((kept & ~answered_fake).sum()),
-            "answered_fake": int((kept & answered_fake).sum()), "uncertain": int((~kept).sum()),
-            "wrong": float(wrong.mean()) if len(truth) else 0.0}
+def answer_counts(truth: np.ndarray, leaning: np.ndarray, answered: np.ndarray) -> dict[str, Any]:
+    """How many pictures were answered REAL / FAKE / UNCERTAIN and how many of each answer were right (``truth``
+    and ``leaning``: True = FAKE; ``answered``: False where the service answers UNCERTAIN)."""
+    real, fake = answered & ~leaning, answered & leaning
+    return {"images": int(len(truth)), "answered_real": int(real.sum()), "real_right": int((real & ~truth).sum()),
+            "answered_fake": int(fake.sum()), "fake_right": int((fake & truth).sum()),
+            "uncertain": int((~answered).sum())}
 
 
-def risk_coverage(truth: np.ndarray, probabilities: np.ndarray,
-                  answer_first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(coverage, risk): answering only the k images ranked highest by ``answer_first`` (default: the most
-    confident), the share of those answers that is wrong."""
-    ranking = probabilities.max(axis=1) if answer_first is None else answer_first
-    order = np.argsort(-ranking, kind="mergesort")
-    wrong = ((probabilities[order].argmax(axis=1) == 1) != truth[order].astype(bool)).astype(float)
-    answered = np.arange(1, len(truth) + 1)
-    return answered / len(truth), np.cumsum(wrong) / answered
+def share(right: int, given: int) -> float | None:
+    return right / given if given else None
 
 
-def risk_at(coverage: np.ndarray, risk: np.ndarray, share: float) -> float:
-    """Risk when answering the most confident ``share`` of the images."""
-    return float(risk[int(np.searchsorted(coverage, share - 1e-9))])
+def served(pipeline: DetectorPipeline, files: list[bytes], truth: np.ndarray) -> dict[str, Any]:
+    probabilities, verdicts = pipeline.assess(files)
+    return answer_counts(truth, probabilities.argmax(axis=1) == pipeline.fake_index, verdicts.answered)
 
 
-def roc_auc(truth: np.ndarray, p_fake: np.ndarray) -> float:
-    fpr, tpr = roc_curve(truth.astype(np.int64), p_fake)
-    return float(np.trapezoid(tpr, fpr))
+def at_point(scores: CheckScores, truth: np.ndarray, point: dict[str, Any], domain_threshold: float | None,
+             recheck: bool) -> dict[str, Any]:
+    kept = scores.answered(point["min_confidence"], domain_threshold, point["real_domain_threshold"],
+                           point["min_confidence"] if recheck else None)
+    return answer_counts(truth, scores.probabilities.argmax(axis=1) == 1, kept)
 
 
-Curves = dict[str, tuple[np.ndarray, np.ndarray]]
-
-
-def evaluate(model_dir: Path, outside: Path, data: Path, cifake_images: int,
-             seed: int) -> tuple[dict[str, Any], Curves]:
-    """The report, and each set's (coverage, risk) curve for the plot."""
+def evaluate(model_dir: Path, folders: list[Path], data: Path, seed: int) -> dict[str, Any]:
     pipeline = offline_pipeline(model_dir, data)
-    metadata, threshold = pipeline.metadata, pipeline.point.min_confidence
-    images = read_outside_folder(outside)
-    truth = np.array([image.truth == "FAKE" for image in images])
-    probabilities, passed = checked(pipeline, [image.path.read_bytes() for image in images])
-    print(f"[outside] {outside}: {len(images)} images scored", file=sys.stderr, flush=True)
-    per_generator = {}
-    for generator in sorted({image.generator for image in images}, key=lambda g: (g != "camera", g)):
-        chosen = np.array([image.generator == generator for image in images])
-        per_generator[generator] = answer_counts(truth[chosen], probabilities[chosen], threshold, passed[chosen])
-    scored = {f"outside folder ({len(images)})": (truth, probabilities, passed)}
-    report: dict[str, Any] = {
-        "model_version": metadata.version, "outside": str(outside), "seed": seed,
-        "min_confidence": threshold, "domain_threshold": pipeline.point.domain_threshold,
-        "jpeg_recheck": pipeline.point.recheck is not None,
-        "classes": {"real photos": answer_counts(truth[~truth], probabilities[~truth], threshold, passed[~truth]),
-                    "generated images": answer_counts(truth[truth], probabilities[truth], threshold, passed[truth])},
-        "per_generator": per_generator,
-        "roc_auc_real_vs_generated": roc_auc(truth, probabilities[:, 1]),
-        "package_photos": {},
-    }
-    for name, files in outside_photos(seed).items():
-        photo_probabilities, photo_passed = checked(pipeline, files)
-        report["package_photos"][name] = answer_counts(np.zeros(len(files), dtype=bool), photo_probabilities, threshold,
-                                                       photo_passed)
+    metadata, point = pipeline.metadata, pipeline.point
     source = CifakeSource(data, metadata.class_names)
-    chosen = choose_samples(source.split("test"), cifake_images, seed)
-    cifake_truth = np.array([sample.label == metadata.class_names.index("FAKE") for sample in chosen])
-    cifake_probabilities, cifake_passed = checked(pipeline, [source.read_bytes(sample) for sample in chosen])
-    report["cifake_test_sample"] = answer_counts(cifake_truth, cifake_probabilities, threshold, cifake_passed)
-    scored[f"CIFAKE test sample ({len(chosen)})"] = (cifake_truth, cifake_probabilities, cifake_passed)
-    # most confident first, pictures another check turns away last: the order in which the served gates give answers up
-    # (``checked``: the recheck's verdicts hold at every threshold of the sweep)
-    curves = {name: risk_coverage(set_truth, set_probabilities, set_probabilities.max(axis=1) - ~set_passed)
-              for name, (set_truth, set_probabilities, set_passed) in scored.items()}
-    report["risk_coverage"] = {name: {f"{share:.0%}": risk_at(coverage, risk, share) for share in COVERAGES}
-                               for name, (coverage, risk) in curves.items()}
-    return report, curves
+    validation = split_portions(source, metadata.domain_gate)[1] if metadata.domain_gate else []
+    report: dict[str, Any] = {
+        "model_version": metadata.version, "seed": seed, "min_confidence": point.min_confidence,
+        "domain_threshold": point.domain_threshold, "real_domain_threshold": point.real_domain_threshold,
+        "recheck_min_fake": None if point.recheck is None else point.recheck.min_fake,
+        "folders": {}, "per_generator": {}, "package_photos": {}, "curve": {"points": [], "folders": {}},
+    }
+    scored = {}
+    for folder in folders:
+        images = read_outside_folder(folder)
+        truth = np.array([image.truth == "FAKE" for image in images])
+        files = [image.path.read_bytes() for image in images]
+        report["folders"][str(folder)] = served(pipeline, files, truth)
+        scored[str(folder)] = (check_scores(pipeline, files), truth)
+        for generator in sorted({image.generator for image in images}, key=lambda g: (g != "camera", g)):
+            chosen = [i for i, image in enumerate(images) if image.generator == generator]
+            report["per_generator"][f"{folder.name}: {generator}"] = served(pipeline, [files[i] for i in chosen],
+                                                                             truth[chosen])
+        print(f"[outside] {folder}: {len(images)} images scored", file=sys.stderr, flush=True)
+    for name, files in outside_photos(seed).items():
+        report["package_photos"][name] = served(pipeline, files, np.zeros(len(files), dtype=bool))
+    if validation:   # the curve: the fit's family of points, judged on the folders
+        labels = np.array([sample.label for sample in validation])
+        val_scores = check_scores(pipeline, [source.read_bytes(sample) for sample in validation])
+        print(f"[outside] CIFAKE validation: {len(validation)} images scored", file=sys.stderr, flush=True)
+        fit = metadata.metrics.get("abstention", {})
+        recheck = point.recheck is not None
+        for candidate in operating_points(val_scores, labels, point.domain_threshold,
+                                          fit.get("target_precision", 0.995), recheck):
+            report["curve"]["points"].append({**candidate, "folders": {
+                name: at_point(scores, truth, candidate, point.domain_threshold, recheck)
+                for name, (scores, truth) in scored.items()}})
+        shipped = [c for c in report["curve"]["points"] if _is_shipped(c, report)]
+        if shipped:   # the same verdict as served (the integration test checks it on the folders)
+            report["cifake_validation"] = at_point(val_scores, labels == 1, shipped[0], point.domain_threshold, recheck)
+    return report
+
+
+def _percent(right: int, given: int) -> str:
+    return f"{right / given:.0%} ({right} of {given})" if given else "no answers"
 
 
 def markdown(report: dict[str, Any]) -> str:
     def row(name: str, counts: dict[str, Any]) -> str:
-        return (f"| {name} | {counts['images']} | {counts['answered_real']} | {counts['answered_fake']} | "
-                f"{counts['uncertain']} | {counts['wrong']:.1%} |")
+        answered = counts["answered_real"] + counts["answered_fake"]
+        return (f"| {name} | {counts['images']} | {_percent(counts['real_right'], counts['answered_real'])} | "
+                f"{_percent(counts['fake_right'], counts['answered_fake'])} | {answered / counts['images']:.0%} |")
 
-    header = ["| set | images | answered REAL | answered FAKE | UNCERTAIN | answered wrongly |",
-              "|---|---:|---:|---:|---:|---:|"]
-    real = report["classes"]["real photos"]
+    header = ["| set | images | a REAL answer is right | a FAKE answer is right | answered |", "|---|---:|---|---|---:|"]
+    point = (f"UNCERTAIN below calibrated confidence {report['min_confidence']:.4f}"
+             + (f", below domain score {report['domain_threshold']:.4f}" if report["domain_threshold"] is not None else "")
+             + (f" ({report['real_domain_threshold']:.4f} for a REAL answer)" if report["real_domain_threshold"] else "")
+             + (f", and where a FAKE answer's picture re-encoded like CIFAKE has P(FAKE) below "
+                f"{report['recheck_min_fake']:.4f}" if report["recheck_min_fake"] is not None else ""))
     lines = [f"# Outside CIFAKE: ai_detector {report['model_version']}", "",
-             f"Images from `{report['outside']}` (evaluation only) and real photographs shipped with Python "
-             "packages, decoded and aligned exactly as the server does. A right answer is REAL for a photograph "
-             f"and FAKE for a generated image; UNCERTAIN below calibrated confidence {report['min_confidence']:.4f} "
-             + (f"or below domain score {report['domain_threshold']:.4f} (out of domain) "
-                if report.get("domain_threshold") is not None else "") +
-             "(the model's thresholds, fitted on CIFAKE validation)"
-             + (", and where a FAKE answer leans REAL once the picture is re-encoded like CIFAKE (the JPEG "
-                "recheck)" if report.get("jpeg_recheck") else "") +
-             ". *Answered wrongly* is a share of all the set's images. The risk-coverage table sweeps the "
-             "confidence threshold, pictures another check turns away answered last.", "",
-             f"**Real photos answered FAKE: {real['answered_fake']} of {real['images']} ({real['wrong']:.1%}).** "
-             f"ROC-AUC of P(FAKE), real vs generated: {report['roc_auc_real_vs_generated']:.3f}.", "",
-             "## By class", "", *header]
-    lines += [row(name, counts) for name, counts in report["classes"].items()]
-    if "cifake_test_sample" in report:
-        lines.append(row("CIFAKE test sample (reference)", report["cifake_test_sample"]))
-    lines += ["", "## By generator", "", *header]
+             "Pictures that are not CIFAKE, answered exactly as the server answers them: " + point + " (thresholds "
+             "fitted on CIFAKE validation only; these folders are never used to choose anything).", "",
+             "## How often an answer is right", "", *header]
+    lines += [row(f"`{name}`", counts) for name, counts in report["folders"].items()]
+    lines += [row(f"package photos: {name}", counts) for name, counts in report["package_photos"].items()]
+    if "cifake_validation" in report:
+        lines.append(row("CIFAKE validation (what the thresholds were fitted on)", report["cifake_validation"]))
+    lines += ["", "Every picture not answered is UNCERTAIN, with its reason in `abstained.reason`.", "",
+              "## By generator", "", *header]
     lines += [row(name, counts) for name, counts in report["per_generator"].items()]
-    lines += ["", "## Real photographs shipped with Python packages (every FAKE answer is a false positive)", "",
-              *header]
-    lines += [row(name, counts) for name, counts in report["package_photos"].items()]
-    shares = list(next(iter(report["risk_coverage"].values())))
-    lines += ["", "## Risk-coverage (answer only the most confident share; how often those answers are wrong)", "",
-              "| set | " + " | ".join(f"coverage {share}" for share in shares) + " |",
-              "|---|" + "---:|" * len(shares)]
-    lines += [f"| {name} | " + " | ".join(f"{risk:.1%}" for risk in by_share.values()) + " |"
-              for name, by_share in report["risk_coverage"].items()]
+    points = report["curve"]["points"]
+    if points:
+        names = list(points[0]["folders"])
+        lines += ["", "## The curve: CIFAKE validation answered against answers right outside", "",
+                  "Each row a point the fit chooses from: a REAL answer needs the domain score that keeps the given "
+                  "share of CIFAKE's REAL validation images; the confidence threshold is the lowest with "
+                  "the target precision on validation.", "",
+                  "| REAL images kept | validation answered (right) | " +
+                  " | ".join(f"`{Path(n).name}`: REAL right / FAKE right" for n in names) + " |",
+                  "|---|---|" + "---|" * len(names)]
+        for candidate in points:
+            if candidate["real_keep"] not in CURVE_ROWS and not _is_shipped(candidate, report):
+                continue
+            cells = " | ".join(f"{_percent(c['real_right'], c['answered_real'])} / "
+                               f"{_percent(c['fake_right'], c['answered_fake'])}" for c in candidate["folders"].values())
+            keep = f"{candidate['real_keep']:.3f}"
+            lines.append(f"| {f'**{keep} (shipped)**' if _is_shipped(candidate, report) else keep} | "
+                         f"{candidate['coverage']:.1%} ({candidate['accuracy_answered']:.2%}) | {cells} |")
     lines += ["", "Plot: `outside.png`.", ""]
     return "\n".join(lines)
 
 
-def plot(report: dict[str, Any], curves: Curves, path: Path) -> None:
-    """Answers per class / generator as stacked bars, and the risk-coverage curves."""
-    groups = {**report["classes"], **{f"  {name}": counts for name, counts in report["per_generator"].items()},
-              **{f"package photos: {name}": counts for name, counts in report["package_photos"].items()}}
-    figure, (bars, curve) = plt.subplots(1, 2, figsize=(13, 0.32 * len(groups) + 3),
-                                         gridspec_kw={"width_ratios": [1.4, 1]})
-    names = list(groups)[::-1]
-    left = np.zeros(len(names))
-    for key, colour, text in (("answered_real", "#4c72b0", "answered REAL"), ("answered_fake", "#dd8452", "answered FAKE"),
-                              ("uncertain", "#bbbbbb", "UNCERTAIN")):
-        share = 100 * np.array([groups[name][key] / max(groups[name]["images"], 1) for name in names])
-        bars.barh(names, share, left=left, color=colour, label=text)
-        left += share
-    bars.set_xlabel("% of the group's images")
-    bars.set_title(f"ai_detector {report['model_version']} outside CIFAKE")
-    bars.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=3, fontsize=8)
-    bars.tick_params(axis="y", labelsize=7)
-    for name, (coverage, risk) in curves.items():
-        curve.plot(100 * coverage, 100 * risk, label=name)
-    curve.set(xlabel="% answered (most confident first)", ylabel="% of answers wrong",
-              title="Risk-coverage", xlim=(0, 100), ylim=(0, None))
-    curve.legend(fontsize=8)
+def _is_shipped(candidate: dict[str, Any], report: dict[str, Any]) -> bool:
+    return (abs(candidate["min_confidence"] - report["min_confidence"]) < 1e-9 and
+            candidate["real_domain_threshold"] == report["real_domain_threshold"])
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """How often REAL and FAKE answers are right outside, against the share of CIFAKE validation answered."""
+    points = report["curve"]["points"]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    coverage = [100 * p["coverage"] for p in points]
+    for index, name in enumerate(points[0]["folders"] if points else []):
+        for axis, (given, right) in zip(axes, (("answered_real", "real_right"), ("answered_fake", "fake_right"))):
+            values = [100 * share(p["folders"][name][right], p["folders"][name][given]) if p["folders"][name][given]
+                      else np.nan for p in points]
+            axis.plot(coverage, values, "-", color=f"C{index}", label=f"{Path(name).name}")
+            shipped = [i for i, p in enumerate(points) if _is_shipped(p, report)]
+            if shipped:
+                axis.plot(coverage[shipped[0]], values[shipped[0]], "o", color=f"C{index}", markersize=9)
+    for axis, kind in zip(axes, ("REAL", "FAKE")):
+        axis.axhline(90, color="grey", linestyle=":", linewidth=1)
+        axis.set(xlabel="% of CIFAKE validation answered", title=f"a {kind} answer outside CIFAKE is right (%)",
+                 ylim=(0, 102))
+        axis.invert_xaxis()
+        axis.legend(fontsize=8, title="dot: shipped point", title_fontsize=8)
+    axes[0].set_ylabel("% right")
+    figure.suptitle(f"ai_detector {report['model_version']}: stricter REAL answers (left to right)")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = report_parser(__doc__, outside=True)   # --data: a reference sample of CIFAKE's test split
-    parser.add_argument("--cifake-images", type=int, default=2000)
+    parser = report_parser(__doc__)
+    parser.add_argument("--outside", type=Path, nargs="+", default=[OUTSIDE, OUTSIDE.with_name("outside2")],
+                        help="folders of images from outside CIFAKE (evaluation only)")
     parser.add_argument("--seed", type=int, default=2024)
     args = parser.parse_args(argv)
-    report, curves = evaluate(args.model, args.outside, args.data, args.cifake_images, args.seed)
+    report = evaluate(args.model, args.outside, args.data, args.seed)
     write_report(args.out, "outside_report", report, markdown(report))
-    plot(report, curves, args.out / "outside.png")
+    plot(report, args.out / "outside.png")
 
 
 if __name__ == "__main__":

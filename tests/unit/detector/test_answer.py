@@ -81,3 +81,26 @@ def test_verdicts_of_consecutive_batches_join_in_order() -> None:
 def test_the_forced_label_is_the_leaning_of_an_uncertain_answer() -> None:
     assert forced_label({"label": "REAL"}) == "REAL"
     assert forced_label({"label": UNCERTAIN, "abstained": {"leaning": "FAKE"}}) == "FAKE"
+
+
+def test_a_real_answer_needs_the_higher_domain_score_and_a_fake_answer_does_not() -> None:
+    point = OperatingPoint(0.6, 0.5, None, real_domain_threshold=0.7)
+    verdicts = decide(two_class([0.1, 0.9, 0.1, 0.9]), CLASSES, point, np.array([0.6, 0.6, 0.8, 0.4]))
+    assert verdicts.reasons == (OUT_OF_DOMAIN, None, None, OUT_OF_DOMAIN)
+    assert verdicts.answer(0)["abstained"] == {"reason": OUT_OF_DOMAIN, "domain_score": 0.6, "threshold": 0.7,
+                                               "confidence": 0.9, "leaning": "REAL"}
+    assert verdicts.answer(3)["abstained"]["threshold"] == 0.5
+    assert [verdicts.label(row) for row in (1, 2)] == ["FAKE", "REAL"]
+    unlimited = decide(two_class([0.1]), CLASSES, OperatingPoint(0.6, 0.5), np.array([0.6]))
+    assert unlimited.label(0) == "REAL"   # without it, REAL needs only the gate's threshold (model 0.4.4)
+
+
+def test_a_fake_answer_needs_the_recheck_s_min_fake_after_reencoding() -> None:
+    strict = JpegRecheck(((1,) * 64,), min_fake=0.8)
+    images = np.zeros((2, 3, 8, 8), np.uint8)
+    verdicts = decide(two_class([0.9, 0.9]), CLASSES, OperatingPoint(0.6, None, strict), None, images,
+                      lambda batch: np.array([0.79, 0.8]))
+    assert verdicts.reasons == (COMPRESSION_SENSITIVE, None)
+    lenient = decide(two_class([0.9]), CLASSES, OperatingPoint(0.6, None, RECHECK), None, images[:1],
+                     lambda batch: np.array([0.5]))
+    assert lenient.label(0) == "FAKE"   # the default 0.5: the re-encoded picture only has to lean FAKE

@@ -15,6 +15,9 @@ from handlers.settings import HandlerSettings
 
 RECHECK = JpegRecheck(((1,) * 64,))
 MODEL = ModelMetadata(min_confidence=0.93, domain_gate=DomainGate(threshold=0.54), jpeg_recheck=RECHECK)
+STRICT = JpegRecheck(((1,) * 64,), min_fake=0.888)
+SHIPPED = ModelMetadata(min_confidence=0.888, domain_gate=DomainGate(threshold=0.5421, real_threshold=0.5845),
+                        jpeg_recheck=STRICT)
 
 
 def point(section: dict) -> OperatingPoint:
@@ -32,6 +35,18 @@ def test_the_operating_point_is_the_models_unless_the_archive_sets_it() -> None:
     assert point({"jpeg_recheck": "off"}).recheck is None
 
 
+def test_the_settings_can_restore_the_answers_of_model_0_4_4() -> None:
+    """0.4.5 asks more of REAL answers (real_domain_threshold) and of rechecked FAKE answers; an operator who
+    wants 0.4.4's answers sets its confidence threshold and turns the two off (README, model-config.yaml)."""
+    shipped = HandlerSettings.from_yaml({}, SHIPPED, environ={}).point
+    assert shipped == OperatingPoint(0.888, 0.5421, STRICT, 0.5845)
+    restored = HandlerSettings.from_yaml({"min_confidence": 0.7028865218162537, "real_domain_threshold": "off",
+                                          "recheck_min_fake": 0.5}, SHIPPED, environ={}).point
+    assert restored == OperatingPoint(0.7028865218162537, 0.5421, JpegRecheck(((1,) * 64,), min_fake=0.5), None)
+    assert point({"real_domain_threshold": 0.6}).real_domain_threshold == 0.6
+    assert HandlerSettings.from_yaml({"domain_threshold": "off"}, SHIPPED, environ={}).point.real_domain_threshold is None
+
+
 def test_a_model_without_a_gate_or_a_recheck_runs_neither_whatever_the_archive_asks() -> None:
     bare = HandlerSettings.from_yaml({"domain_threshold": 0.6, "jpeg_recheck": "model"}, ModelMetadata(), environ={})
     assert bare.point == OperatingPoint(0.0, None, None)
@@ -39,7 +54,8 @@ def test_a_model_without_a_gate_or_a_recheck_runs_neither_whatever_the_archive_a
 
 @pytest.mark.parametrize("key, bad", [("min_confidence", 0.3), ("min_confidence", 1.0), ("min_confidence", "sometimes"),
                                       ("min_confidence", True), ("domain_threshold", 1.5), ("domain_threshold", "on"),
-                                      ("jpeg_recheck", "on")])
+                                      ("jpeg_recheck", "on"), ("real_domain_threshold", 2), ("recheck_min_fake", 0.4),
+                                      ("recheck_min_fake", "off")])
 def test_values_outside_their_range_are_refused(key: str, bad) -> None:
     with pytest.raises(ValueError, match=key):
         point({key: bad})

@@ -37,7 +37,7 @@ def test_reads_values_as_torchserve_does() -> None:
     assert config.loaded_models == ["ai_detector", "ai_detector_onnx", "ai_detector_int8"]
     models = config.models
     assert list(models) == config.loaded_models
-    assert models["ai_detector_int8"]["0.4.4"]["batchSize"] == 32 and models["ai_detector"]["0.4.4"]["batchSize"] == 8
+    assert models["ai_detector_int8"]["0.4.5"]["batchSize"] == 32 and models["ai_detector"]["0.4.5"]["batchSize"] == 8
 
 
 def test_moving_ports_rewrites_only_the_address_and_port_lines(tmp_path: Path) -> None:
@@ -69,7 +69,7 @@ def test_models_are_dropped_and_added_with_load_models_kept_in_step(tmp_path: Pa
     assert written.get("load_models") == "ai_detector.mar,ai_detector_int8.mar,stock_baseline.mar"
     models = written.models
     assert list(models) == ["ai_detector", "ai_detector_int8", "stock_baseline"]
-    shipped = TorchServeConfig.load(SHIPPED).models["ai_detector"]["0.4.4"]
+    shipped = TorchServeConfig.load(SHIPPED).models["ai_detector"]["0.4.5"]
     assert models["stock_baseline"] == {"1.0": {**shipped, "marName": "stock_baseline.mar", "batchSize": 1, "maxWorkers": 1}}
     assert models["ai_detector"] == TorchServeConfig.load(SHIPPED).models["ai_detector"]   # the copy did not alias
     # the comments above models= stay; only load_models and the models= block changed

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.metrics import (answered, classification_report, confusion_matrix, expected_calibration_error, fit_abstention,
+from training.metrics import (CheckScores, answered, fit_operating_point, classification_report, confusion_matrix, expected_calibration_error, fit_abstention,
                               fit_min_confidence, fit_temperature, roc_curve, selective_figures)
 
 
@@ -67,3 +67,48 @@ def test_abstaining_on_the_least_confident_raises_accuracy_on_the_answered() -> 
     assert fit_abstention(probabilities, labels, coverage=1.0)["min_confidence"] == 0.0
     assert list(answered(probabilities, 0.7, np.array([True, False, True, True, True, True]))) == [
         True, False, False, False, True, True]
+
+
+def _synthetic_checks(seed: int = 0, count: int = 4000):
+    """Validation-like scores: REAL images (label 0) with domain scores spread so that a stricter REAL threshold
+    turns some away, a few confidently wrong answers to make precision cost coverage."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, count)
+    p_fake = np.where(labels == 1, rng.beta(8, 1, count), rng.beta(1, 8, count))
+    probabilities = np.stack([1 - p_fake, p_fake], axis=1).astype(np.float32)
+    scores = CheckScores(probabilities, rng.uniform(0.4, 0.8, count).astype(np.float32),
+                         np.clip(p_fake + rng.normal(0, 0.1, count), 0, 1))
+    return scores, labels
+
+
+def test_the_operating_point_spends_what_coverage_allows_on_real_answers() -> None:
+    scores, labels = _synthetic_checks()
+    fit = fit_operating_point(scores, labels, 0.42, precision=0.99, coverage=0.8, recheck=True)
+    kept = scores.answered(fit["min_confidence"], 0.42, fit["real_domain_threshold"], fit["min_confidence"])
+    right = scores.probabilities.argmax(axis=1) == labels
+    assert fit["coverage"] == kept.mean() >= 0.8 and fit["accuracy_answered"] == right[kept].mean() >= 0.99
+    assert fit["real_domain_threshold"] > 0.42 and fit["real_keep"] < 1.0
+    looser = fit_operating_point(scores, labels, 0.42, precision=0.99, coverage=0.85, recheck=True)
+    assert looser["real_keep"] > fit["real_keep"]   # more coverage to keep: less spent on REAL answers
+    with pytest.raises(ValueError, match="no operating point"):
+        fit_operating_point(scores, labels, 0.42, precision=0.9999, coverage=0.99, recheck=True)
+
+
+def test_the_sweep_answers_what_the_one_verdict_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CheckScores.answered is decide() vectorised for sweeps: both must give the same answers at every point."""
+    from detector import answer
+    from detector.answer import OperatingPoint, decide
+    from detector.metadata import JpegRecheck
+
+    monkeypatch.setattr(answer, "reencode", lambda recheck, images: images)   # the stored P(FAKE) stands for it
+
+    scores, _ = _synthetic_checks(1, 500)
+    index = np.arange(500)
+    images = np.zeros((500, 3, 1, 1), np.uint8)
+    images[:, 0, 0, 0], images[:, 1, 0, 0] = index // 256, index % 256   # each image carries its row
+    lookup = dict(zip(index, scores.fake_after_reencoding))
+    for min_confidence, real_threshold, min_fake in ((0.7, None, 0.5), (0.85, 0.6, 0.85), (0.0, 0.75, 0.95)):
+        point = OperatingPoint(min_confidence, 0.5, JpegRecheck(((1,) * 64,), min_fake=min_fake), real_threshold)
+        verdicts = decide(scores.probabilities, ("REAL", "FAKE"), point, scores.domain_scores, images,
+                          lambda batch: np.array([lookup[256 * int(a) + int(b)] for a, b in batch[:, :2, 0, 0]]))
+        assert (verdicts.answered == scores.answered(min_confidence, 0.5, real_threshold, min_fake)).all()

@@ -20,15 +20,10 @@ def test_folder_gives_each_image_its_truth_and_generator(tmp_path: Path) -> None
         outside.read_outside_folder(tmp_path / "real")
 
 
-def test_risk_coverage_answers_the_most_confident_first() -> None:
-    truth = np.array([1, 0, 1, 0], dtype=bool)
-    p_fake = np.array([0.99, 0.95, 0.40, 0.20])   # confidences 0.99, 0.95, 0.60, 0.80: the 2nd and 3rd are wrong
-    probabilities = np.stack([1 - p_fake, p_fake], axis=1)
-    coverage, risk = outside.risk_coverage(truth, probabilities)
-    assert coverage.tolist() == [0.25, 0.5, 0.75, 1.0]
-    assert risk.tolist() == [0.0, 0.5, 1 / 3, 0.5]
-    assert outside.risk_at(coverage, risk, 0.5) == 0.5 and outside.risk_at(coverage, risk, 1.0) == 0.5
-    counts = outside.answer_counts(truth, probabilities, min_confidence=0.0)
-    assert counts == {"images": 4, "answered_real": 2, "answered_fake": 2, "uncertain": 0, "wrong": 0.5}
-    cautious = outside.answer_counts(truth, probabilities, min_confidence=0.9)   # the 0.60 and 0.80 answers abstain
-    assert cautious == {"images": 4, "answered_real": 0, "answered_fake": 2, "uncertain": 2, "wrong": 0.25}
+def test_answers_are_counted_per_kind_with_how_many_were_right() -> None:
+    truth = np.array([1, 0, 1, 0, 1], dtype=bool)              # FAKE, REAL, FAKE, REAL, FAKE
+    leaning = np.array([1, 0, 0, 1, 1], dtype=bool)            # right, right, wrong, wrong, right
+    answered = np.array([True, True, True, True, False])
+    assert outside.answer_counts(truth, leaning, answered) == {
+        "images": 5, "answered_real": 2, "real_right": 1, "answered_fake": 2, "fake_right": 1, "uncertain": 1}
+    assert outside._percent(1, 2) == "50% (1 of 2)" and outside._percent(0, 0) == "no answers"
