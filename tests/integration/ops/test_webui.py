@@ -69,7 +69,7 @@ def test_page_shows_labels_heatmaps_and_a_clear_error(webui_url: str, cifake_ima
             expect(labels).to_have_count(3, timeout=60_000)
             for text in labels.all_inner_texts():
                 assert text.split(" ")[0] in ("REAL", "FAKE", "UNCERTAIN") and "%" in text
-            expect(labels.filter(has_text="UNCERTAIN")).to_contain_text("unlike the CIFAR-10-style images")
+            expect(labels.filter(has_text="UNCERTAIN")).to_contain_text("not enough like the CIFAR-10-style images")
             expect(labels.filter(has_text="UNCERTAIN")).to_contain_text("lean FAKE")
             error = page.locator("[data-testid=error]")
             expect(error).to_have_count(1)
