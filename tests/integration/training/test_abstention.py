@@ -18,12 +18,13 @@ def test_refit_writes_the_threshold_and_its_validation_figures_and_nothing_else(
     config = json.loads((model / "config.json").read_text())
     (model / "config.json").write_text(json.dumps({**config, "max_val_images": 200}))   # a fast, capped split
     before = ModelMetadata.load(model)
-    abstention.main(["--model", str(model), "--data", str(cifake_dir), "--coverage", "0.9"])
+    abstention.main(["--model", str(model), "--data", str(cifake_dir), "--precision", "0.99", "--coverage", "0.9"])
     after = ModelMetadata.load(model)
     fit = after.metrics["abstention"]
-    assert after.min_confidence == fit["min_confidence"] > 0.5
-    assert fit["fitted_on"] == "validation" and fit["target_coverage"] == 0.9 and 0.9 <= fit["coverage"] < 0.92
-    assert fit["accuracy_answered"] >= after.metrics["validation"]["accuracy"] - 0.02
+    assert after.min_confidence == fit["min_confidence"] == after.jpeg_recheck.min_fake > 0.5
+    assert fit["fitted_on"] == "validation" and fit["target_coverage"] == 0.9 and 0.9 <= fit["coverage"] < 0.93
+    assert fit["target_precision"] == 0.99 <= fit["accuracy_answered"]
+    assert after.domain_gate.real_threshold == fit["real_domain_threshold"] > after.domain_gate.threshold
     unchanged = ("temperature", "version", "training_data_sha256", "align_size", "class_names")
     assert all(getattr(after, key) == getattr(before, key) for key in unchanged)
     assert {k: v for k, v in after.metrics.items() if k != "abstention"} == \
@@ -31,13 +32,14 @@ def test_refit_writes_the_threshold_and_its_validation_figures_and_nothing_else(
     gate = after.domain_gate   # the shipped model's gate, refitted on the same split
     assert gate is not None and gate.keep_validation == fit["domain_keep"] == 0.99
     assert fit["domain_threshold"] == gate.threshold and gate.split_seed == config["seed"]
-    assert after.jpeg_recheck == before.jpeg_recheck is not None and 0.0 <= fit["compression_sensitive"] < 0.01
-    abstention.main(["--model", str(model), "--data", str(cifake_dir), "--coverage", "0.9", "--domain-keep", "0",
-                     "--jpeg-recheck", "off"])
+    assert after.jpeg_recheck.quantization == before.jpeg_recheck.quantization and 0.0 <= fit["compression_sensitive"] < 0.02
+    abstention.main(["--model", str(model), "--data", str(cifake_dir), "--precision", "0.99", "--coverage", "0.9",
+                     "--domain-keep", "0", "--jpeg-recheck", "off"])
     ungated = ModelMetadata.load(model)
     assert ungated.domain_gate is None and "domain_threshold" not in ungated.metrics["abstention"]
     assert ungated.jpeg_recheck is None and "compression_sensitive" not in ungated.metrics["abstention"]
-    assert ungated.min_confidence >= after.min_confidence   # the confidence gate alone answers 90 %
-    abstention.main(["--model", str(model), "--data", str(cifake_dir), "--coverage", "0.9", "--domain-keep", "0",
-                     "--jpeg-recheck", "on"])
-    assert ModelMetadata.load(model).jpeg_recheck == before.jpeg_recheck   # CIFAKE's tables, read from its files
+    assert ungated.metrics["abstention"]["accuracy_answered"] >= 0.99   # the confidence gate alone reaches it
+    abstention.main(["--model", str(model), "--data", str(cifake_dir), "--precision", "0.99", "--coverage", "0.9",
+                     "--domain-keep", "0", "--jpeg-recheck", "on"])
+    rechecked = ModelMetadata.load(model).jpeg_recheck   # CIFAKE's tables, read from its files
+    assert rechecked.quantization == before.jpeg_recheck.quantization
