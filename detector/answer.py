@@ -104,7 +104,8 @@ class Verdicts:
         elif reason == LOW_CONFIDENCE:
             detail = {"threshold": self.point.min_confidence}
         else:
-            detail = {"fake_after_reencoding": round(float(self.fake_after_reencoding[row]), 6)}
+            detail = {"fake_after_reencoding": round(float(self.fake_after_reencoding[row]), 6),
+                      "threshold": self.point.recheck.min_fake}
         return {"label": UNCERTAIN, "abstained": {"reason": reason, **detail, **leaning}}
 
 

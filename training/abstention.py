@@ -82,7 +82,7 @@ def refit(model_dir: Path, data: Path, precision: float = PRECISION, coverage: f
         spec = replace(spec, real_threshold=fit["real_domain_threshold"])
         fit.update(domain_threshold=spec.threshold, domain_keep=spec.keep_validation)
     if recheck is not None:
-        recheck = replace(recheck, min_fake=fit["min_confidence"])
+        recheck = replace(recheck, min_fake=fit["min_fake"])
     fitted = replace(metadata, min_confidence=fit["min_confidence"], domain_gate=spec, jpeg_recheck=recheck)
     # the one verdict at the fitted point must answer what the sweep counted
     verdicts = decide(probabilities, metadata.class_names, OperatingPoint.of(fitted), scores, validation.images, p_fake)
@@ -140,6 +140,10 @@ def main(argv: list[str] | None = None) -> None:
         gate += f"REAL answers below {fit['real_domain_threshold']:.4f} (keeps {fit['real_keep']:.1%} of REAL), "
     if "compression_sensitive" in fit:
         gate += f"JPEG recheck turns away {fit['compression_sensitive']:.2%}, "
+    if not fit["precision_met"]:
+        print(f"[abstention] {args.model}: no point reaches {fit['target_precision']:.2%} right at "
+              f"{fit['target_coverage']:.1%} answered on validation; answering {fit['target_coverage']:.1%}",
+              file=sys.stderr)
     print(f"[abstention] {args.model}: UNCERTAIN {gate}below confidence {fit['min_confidence']:.4f}; on validation "
           f"{fit['coverage']:.2%} answered, {fit['accuracy_answered']:.2%} of them right", file=sys.stderr)
 

@@ -183,6 +183,7 @@ def operating_points(scores: CheckScores, labels: np.ndarray, domain_threshold: 
             kept = scores.answered(float(threshold), domain_threshold, real_threshold, float(threshold) if recheck else None)
             if kept.any() and right[kept].mean() >= precision:
                 yield {"min_confidence": float(threshold), "real_domain_threshold": real_threshold, "real_keep": float(keep),
+                       "min_fake": float(threshold),
                        "coverage": float(kept.mean()), "accuracy_answered": float(right[kept].mean())}
                 break
 
@@ -193,12 +194,19 @@ def fit_operating_point(scores: CheckScores, labels: np.ndarray, domain_threshol
     answering at least ``coverage`` of them, spending what coverage allows on REAL answers: outside CIFAKE only
     REAL answers fail (a picture unlike CIFAR-10 passes for a CIFAR-10 photo), so a REAL answer needs a domain
     score typical of CIFAKE's REAL images. The strictest point of ``operating_points`` that still answers
-    ``coverage`` wins."""
+    ``coverage`` wins; where none reaches ``precision`` (a weaker model), the threshold that answers ``coverage``,
+    with ``precision_met`` False."""
     chosen = None
     for point in operating_points(scores, labels, domain_threshold, precision, recheck):
         if point["coverage"] < coverage:
             break
         chosen = point
-    if chosen is None:
-        raise ValueError(f"no operating point answers {coverage:.1%} of validation with {precision:.2%} right")
-    return {"fitted_on": "validation", "target_precision": precision, "target_coverage": coverage, **chosen}
+    if chosen is None:   # a weaker model: answer ``coverage`` as rightly as it can, REAL answers asked nothing more
+        passed = scores.answered(0.0, domain_threshold, None, 0.5 if recheck else None)
+        threshold = max(fit_min_confidence(scores.probabilities, coverage, passed), 0.5)
+        kept = scores.answered(threshold, domain_threshold, None, 0.5 if recheck else None)
+        right = scores.probabilities.argmax(axis=1) == labels
+        chosen = {"min_confidence": threshold, "real_domain_threshold": None, "real_keep": 1.0, "min_fake": 0.5,
+                  "coverage": float(kept.mean()), "accuracy_answered": float(right[kept].mean()) if kept.any() else 0.0}
+    return {"fitted_on": "validation", "target_precision": precision, "target_coverage": coverage,
+            "precision_met": chosen["accuracy_answered"] >= precision, **chosen}

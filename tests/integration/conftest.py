@@ -62,6 +62,6 @@ def check_schema(body: dict) -> None:
         if abstained["reason"] == "out_of_domain":
             assert abstained["domain_score"] == body["domain_score"] < abstained["threshold"]
         elif abstained["reason"] == "compression_sensitive":
-            assert abstained["leaning"] == "FAKE" and abstained["fake_after_reencoding"] < 0.5
+            assert abstained["leaning"] == "FAKE" and abstained["fake_after_reencoding"] < abstained["threshold"]
         else:
             assert abstained["reason"] == "low_confidence" and abstained["confidence"] < abstained["threshold"]

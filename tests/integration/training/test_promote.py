@@ -13,7 +13,7 @@ import training.train
 from detector.metadata import ModelMetadata
 from detector.spectral import SpectralScore
 from tests.integration.training.test_train import TINY
-from training import evaluate as evaluate_cli
+from training import abstention, evaluate as evaluate_cli
 from training import promote
 from training.config import resolve
 from training.train import train
@@ -53,7 +53,9 @@ def test_promote_copies_the_run_and_refits_its_threshold_and_spectral_score(fini
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
     trained = ModelMetadata.load(run)
-    fit = trained.metrics["abstention"]
+    refitted = tmp_path / "refitted"   # what training.abstention fits on the run's own validation split
+    shutil.copytree(finished_run, refitted)
+    fit = abstention.refit(refitted, cifake_dir)
     stale = {**json.loads(trained.to_json()), "min_confidence": 0.0, "metrics": {**trained.metrics, "abstention": {}}}
     (run / "metadata.json").write_text(json.dumps(stale))
 
@@ -64,7 +66,8 @@ def test_promote_copies_the_run_and_refits_its_threshold_and_spectral_score(fini
     promoted = ModelMetadata.load(model)
     assert promoted.min_confidence == fit["min_confidence"] > 0.0   # refitted on the run's own validation split
     assert promoted.metrics["abstention"] == fit
-    assert promoted.to_json() == trained.to_json()   # lineage, temperature, hash and metrics travel unchanged
+    assert promoted.to_json() == ModelMetadata.load(refitted).to_json()   # lineage, temperature, hash travel unchanged
+    assert promoted.temperature == trained.temperature and promoted.version == trained.version
     assert promoted.recipe_step == "01_tiny.toml" and promoted.parent_sha256 is None
     score = SpectralScore.load(model)
     assert score.metrics["train_images"] == 192 and score.metrics["test_images"] == 20_000   # the run's subset

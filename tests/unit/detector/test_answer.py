@@ -42,7 +42,7 @@ def test_the_domain_gate_comes_first_and_a_picture_it_turns_away_is_never_rechec
     assert verdicts.answer(0)["abstained"] == {"reason": OUT_OF_DOMAIN, "domain_score": 0.4, "threshold": 0.5,
                                                "confidence": 0.9, "leaning": "FAKE"}
     assert verdicts.answer(2)["abstained"] == {"reason": COMPRESSION_SENSITIVE, "fake_after_reencoding": 0.2,
-                                               "confidence": 0.95, "leaning": "FAKE"}
+                                               "threshold": 0.5, "confidence": 0.95, "leaning": "FAKE"}
     assert np.isnan(verdicts.fake_after_reencoding[[0, 1, 3]]).all()
     assert verdicts.share(COMPRESSION_SENSITIVE) == 0.25 and verdicts.label(3) == "REAL"
 

@@ -90,8 +90,9 @@ def test_the_operating_point_spends_what_coverage_allows_on_real_answers() -> No
     assert fit["real_domain_threshold"] > 0.42 and fit["real_keep"] < 1.0
     looser = fit_operating_point(scores, labels, 0.42, precision=0.99, coverage=0.85, recheck=True)
     assert looser["real_keep"] > fit["real_keep"]   # more coverage to keep: less spent on REAL answers
-    with pytest.raises(ValueError, match="no operating point"):
-        fit_operating_point(scores, labels, 0.42, precision=0.9999, coverage=0.99, recheck=True)
+    weak = fit_operating_point(scores, labels, 0.4, precision=0.9999, coverage=0.99, recheck=True)
+    assert not weak["precision_met"] and weak["coverage"] >= 0.99 and weak["real_domain_threshold"] is None
+    assert fit["precision_met"] and fit["min_fake"] == fit["min_confidence"]
 
 
 def test_the_sweep_answers_what_the_one_verdict_answers(monkeypatch: pytest.MonkeyPatch) -> None:
