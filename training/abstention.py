@@ -35,9 +35,9 @@ from PIL import Image, JpegImagePlugin
 from detector.answer import COMPRESSION_SENSITIVE, OperatingPoint, decide
 from detector.data import CifakeSource, load_split
 from detector.domain import DomainScorer
-from detector.recheck import reencode
 from detector.metadata import SUBSAMPLING, DomainGate, JpegRecheck, ModelMetadata
 from detector.model import calibrated_probabilities, load_model, predict_logits
+from detector.recheck import reencode
 from export.domain_gate import gate_folder
 from training.config import TrainConfig, saved_config
 from training.metrics import CheckScores, eager_p_fake, fit_operating_point

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from detector.answer import OperatingPoint
 from detector.metadata import ModelMetadata
 from detector.model import calibrated_probabilities, predict_logits
 
@@ -160,8 +161,9 @@ class CheckScores:
         leaning = self.probabilities.argmax(axis=1)
         kept = self.probabilities.max(axis=1).astype(np.float64) >= min_confidence
         if domain_threshold is not None and self.domain_scores is not None:
-            real_needs = domain_threshold if real_domain_threshold is None else max(domain_threshold, real_domain_threshold)
-            kept &= self.domain_scores.astype(np.float64) >= np.where(leaning == 0, real_needs, domain_threshold)
+            gate = OperatingPoint(min_confidence, domain_threshold, None, real_domain_threshold)
+            needed = np.where(leaning == 0, gate.domain_threshold_for("REAL"), gate.domain_threshold_for("FAKE"))
+            kept &= self.domain_scores.astype(np.float64) >= needed
         if min_fake is not None and self.fake_after_reencoding is not None:
             kept &= (leaning == 0) | (self.fake_after_reencoding >= min_fake)
         return kept

@@ -78,12 +78,12 @@ def check_scores(pipeline: DetectorPipeline, files: list[bytes], batch_size: int
     parts: dict[str, list[np.ndarray]] = {"probabilities": [], "domain": [], "reencoded": []}
     for images, probabilities in pipeline.calibrated_batches(files, batch_size):
         parts["probabilities"].append(probabilities)
-        parts["domain"].append(pipeline.domain_scores(images) if pipeline.domain is not None else np.empty(0))
+        if pipeline.domain is not None:
+            parts["domain"].append(pipeline.domain_scores(images))
         if pipeline.point.recheck is not None:
             parts["reencoded"].append(pipeline.p_fake(reencode(pipeline.point.recheck, images)))
     joined = {key: np.concatenate(value) if value else None for key, value in parts.items()}
-    return CheckScores(joined["probabilities"], joined["domain"] if pipeline.domain is not None else None,
-                       joined["reencoded"] if pipeline.point.recheck is not None else None)
+    return CheckScores(joined["probabilities"], joined["domain"], joined["reencoded"])
 
 
 def answer_counts(truth: np.ndarray, leaning: np.ndarray, answered: np.ndarray) -> dict[str, Any]:
@@ -107,7 +107,7 @@ def served(pipeline: DetectorPipeline, files: list[bytes], truth: np.ndarray) ->
 def at_point(scores: CheckScores, truth: np.ndarray, point: dict[str, Any], domain_threshold: float | None,
              recheck: bool) -> dict[str, Any]:
     kept = scores.answered(point["min_confidence"], domain_threshold, point["real_domain_threshold"],
-                           point["min_confidence"] if recheck else None)
+                           point["min_fake"] if recheck else None)
     return answer_counts(truth, scores.probabilities.argmax(axis=1) == 1, kept)
 
 
