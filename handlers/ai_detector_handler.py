@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from detector.metadata import ModelMetadata
+from detector.oip import model_metadata, output_specs
 from detector.pipeline import DetectorPipeline
+from handlers.batch_plan import one_request_per_item, plan_batch
 from handlers.metrics import batch_metrics, emit_metrics
 from handlers.settings import HandlerSettings
 
@@ -34,32 +36,27 @@ class AIDetectorHandler:
         # the archive's version is the one operators route to (TorchServe model versions)
         version = model.get("modelVersion")
         model_dir = Path(properties["model_dir"])
-        settings = HandlerSettings.from_yaml(yaml_config.get("handler"), ModelMetadata.load(model_dir))
+        metadata = ModelMetadata.load(model_dir)
+        settings = HandlerSettings.from_yaml(yaml_config.get("handler"), metadata)
         self.pipeline = DetectorPipeline.load(model_dir, model["serializedFile"], settings.point, settings.limits,
                                               settings.threads, properties.get("gpu_id"),
                                               str(version) if version else None)
+        self.model_name = model.get("modelName", "")
+        self.max_request_images = settings.max_request_images
+        self.outputs = output_specs(metadata.class_names, settings.point.domain_threshold is not None)
         self.initialized = True
 
     def handle(self, requests: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
-        result = self.pipeline.run(requests, explain=explanation_positions(requests, context))
-        if one_request_per_item(requests, context):
+        if context.get_request_header(0, "describe") == "True":   # GET /models/{name}?customized=true
+            return [model_metadata(self.model_name, self.pipeline.model_version, self.outputs)]
+        per_item = one_request_per_item(requests, context)
+        plan = plan_batch(requests, context, per_item, self.max_request_images)
+        result = self.pipeline.run(plan.items, explain=plan.explain)
+        responses, statuses = plan.answers(result.responses, self.model_name, self.pipeline.model_version, self.outputs)
+        if per_item:
             for position in range(len(requests)):  # answers and errors alike are JSON
                 context.set_response_content_type(position, "application/json")
-            for position, error in result.errors.items():
-                context.set_response_status(error.status, REASON_PHRASES.get(error.status, "Bad Request"), idx=position)
+            for position, status in statuses.items():
+                context.set_response_status(status, REASON_PHRASES.get(status, "Bad Request"), idx=position)
         emit_metrics(context, batch_metrics(result))
-        return result.responses
-
-
-def one_request_per_item(items: list[Any], context: Any) -> bool:
-    """False under a request envelope (KServe's {"instances": [...]}), where one HTTP request carries
-    several items: their errors stay in the response body, since an HTTP status belongs to the request."""
-    return context.request_ids is None or len(context.request_ids) == len(items)
-
-
-def explanation_positions(items: list[Any], context: Any) -> set[int]:
-    """Positions sent to /explanations (TorchServe marks such requests with the header explain=True);
-    under an envelope the one HTTP request's header covers all its items."""
-    if one_request_per_item(items, context):
-        return {i for i in range(len(items)) if context.get_request_header(i, "explain") == "True"}
-    return set(range(len(items))) if context.get_request_header(0, "explain") == "True" else set()
+        return responses

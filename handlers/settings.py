@@ -21,6 +21,7 @@ class HandlerSettings:
     limits: DecodeLimits
     threads: int                  # intra-op threads (never 0: one per core unless set)
     point: OperatingPoint
+    max_request_images: int = 32  # images in one Open Inference Protocol request (one unit of a worker's work)
 
     @classmethod
     def from_yaml(cls, section: dict[str, Any] | None, metadata: ModelMetadata,
@@ -37,11 +38,14 @@ class HandlerSettings:
         recheck = jpeg_recheck(section.pop("jpeg_recheck", "model"), section.pop("recheck_min_fake", "model"), own)
         point = OperatingPoint(min_confidence(section.pop("min_confidence", "model"), own), gate, recheck,
                                None if gate is None else real_gate)   # no gate runs: no domain score to compare
+        max_request_images = section.pop("max_request_images", cls.max_request_images)
+        if not _is_number(max_request_images) or int(max_request_images) != max_request_images or max_request_images < 1:
+            raise ValueError(f"handler max_request_images must be a whole number >= 1, not {max_request_images!r}")
         unknown = set(section) - set(LIMIT_KEYS)
         if unknown:
             raise ValueError(f"unknown handler settings: {sorted(unknown)}")
         limits = DecodeLimits(**{LIMIT_KEYS[k]: int(v) for k, v in section.items()})
-        return cls(limits, threads, point)
+        return cls(limits, threads, point, int(max_request_images))
 
 
 def _is_number(value: Any) -> bool:

@@ -39,6 +39,37 @@ def is_retriable(status: int, body: str) -> bool:
     return status in RETRIABLE_STATUSES or (status in WORKER_DIED_STATUSES and "Worker died" in body)
 
 
+class ImageRefused(requests.HTTPError):
+    """The server refused an image it cannot classify: its JSON error's status (400, 413, 415), type and message.
+    Raised alike over HTTP (``DetectorClient``) and over gRPC (``ops.oip``), where TorchServe answers such an image
+    with status OK and the error in the body."""
+
+    def __init__(self, status: int, kind: str, message: str, response: requests.Response | None = None) -> None:
+        super().__init__(f"{status} {kind}: {message}", response=response)
+        self.status = status
+        self.kind = kind
+        self.message = message
+
+    @classmethod
+    def of(cls, body: Any, response: requests.Response | None = None) -> "ImageRefused | None":
+        """The refusal in a JSON error body ({"code", "type", "message"}, the handler's), else None."""
+        if isinstance(body, dict) and {"code", "type", "message"} <= body.keys():
+            return cls(int(body["code"]), str(body["type"]), str(body["message"]), response)
+        return None
+
+
+def raise_for_answer(response: requests.Response) -> None:
+    """``ImageRefused`` for the handler's refusals, ``requests.HTTPError`` for the other failures."""
+    if response.status_code >= 400:
+        try:
+            refused = ImageRefused.of(response.json(), response)
+        except ValueError:   # no JSON body (TorchServe's own 413 for a body above max_request_size)
+            refused = None
+        if refused is not None:
+            raise refused
+    response.raise_for_status()
+
+
 def default_key_file() -> Path:
     """``$AI_DETECTOR_KEY_FILE``, else ``run/key_file.json`` where ``make serve`` starts TorchServe."""
     return Path(os.environ.get(KEY_FILE_ENV, REPO / "run" / "key_file.json"))
@@ -108,15 +139,16 @@ class DetectorClient:
         return post()  # the last attempt: its answer, or its exception, goes to the caller
 
     def predict(self, image: bytes | str | Path, model: str | None = None, version: str | None = None) -> dict[str, Any]:
-        """The prediction JSON; raises ``requests.HTTPError`` carrying the server's JSON error."""
+        """The prediction JSON; raises ``ImageRefused`` for an image the server refuses, ``requests.HTTPError``
+        for the other failures."""
         response = self.predict_response(image, model, version)
-        response.raise_for_status()
+        raise_for_answer(response)
         return response.json()
 
     def explain(self, image: bytes | str | Path, model: str | None = None, version: str | None = None) -> dict[str, Any]:
         """The prediction plus ``gradcam`` (7x7 map of the predicted class and a PNG overlay, base64)."""
         response = self.predict_response(image, model, version, endpoint="explanations")
-        response.raise_for_status()
+        raise_for_answer(response)
         return response.json()
 
     def management(self, method: str, path: str, **params: Any) -> requests.Response:

@@ -118,7 +118,7 @@ class FakeContext:
 
     def __init__(self, model_dir: Path, serialized_file: str, handler_yaml: dict | None = None) -> None:
         self.system_properties = {"model_dir": str(model_dir), "gpu_id": None, "batch_size": 8}
-        self.manifest = {"model": {"serializedFile": serialized_file, "modelVersion": "1.2.3"}}
+        self.manifest = {"model": {"modelName": "ai_detector", "serializedFile": serialized_file, "modelVersion": "1.2.3"}}
         self.model_yaml_config = {"handler": handler_yaml or {}}
         self.statuses: dict[int, tuple[int, str]] = {}
         self.content_types: dict[int, str] = {}

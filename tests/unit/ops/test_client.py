@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ops.client import DetectorClient, backoff_delay, is_retriable
+from ops.client import DetectorClient, ImageRefused, backoff_delay, is_retriable
 
 WORKER_DIED = (500, {"code": 500, "type": "InternalServerException", "message": "Worker died."})
 KILLED_WORKER = (507, {"code": 507, "type": "InternalServerException", "message": "Worker died."})
@@ -57,12 +57,23 @@ def test_worker_died_and_overload_answers_are_retried_until_a_prediction(scripte
     assert len(hits) == 4 and client.retried == 3 and set(hits) == {"Bearer inf-key"}
 
 
-def test_input_errors_are_not_retried(scripted) -> None:
+def test_input_errors_are_not_retried_and_raise_the_typed_refusal(scripted) -> None:
     client, script, hits = scripted
     script.append(TOO_LARGE)
-    with pytest.raises(requests.HTTPError):
+    with pytest.raises(ImageRefused) as refused:
         client.predict(b"image")
+    assert (refused.value.status, refused.value.kind) == (413, "TooLarge") and refused.value.response.status_code == 413
+    assert isinstance(refused.value, requests.HTTPError)   # callers catching HTTPError still catch it
     assert len(hits) == 1 and client.retried == 0
+
+
+def test_failures_that_are_not_refusals_stay_plain_http_errors(scripted) -> None:
+    client, script, _ = scripted
+    script.extend([(400, {"code": 400, "type": "InvalidKeyException"}), (404, {"message": "no model"})])
+    for _ in range(2):
+        with pytest.raises(requests.HTTPError) as failed:
+            client.predict(b"image")
+        assert not isinstance(failed.value, ImageRefused)
 
 
 def test_retries_are_bounded(scripted) -> None:
