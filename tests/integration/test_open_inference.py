@@ -201,7 +201,7 @@ def test_readiness_and_metadata_where_torchserve_gives_them(endpoints) -> None:
     assert empty.name == "ai_detector" and not empty.inputs and not empty.outputs
     stock = tritongrpc.InferenceServerClient(grpc_client.target)
     with pytest.raises(InferenceServerException) as unimplemented:
-        stock.is_server_live(headers=headers)
+        stock.is_server_live(headers={"authorization": headers["Authorization"]})   # gRPC metadata keys are lowercase
     assert "UNIMPLEMENTED" in str(unimplemented.value.status())
     stock.close()
 

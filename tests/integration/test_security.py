@@ -4,15 +4,18 @@ nothing listening beyond loopback."""
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import astuple
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import grpc
 import pytest
 import requests
 
 from ops.client import read_keys
+from ops.oip import OipGrpcClient
 from ops.server import stop
 from ops.torchserve_config import TorchServeConfig, open_model_api_without_models
 from tests.integration.conftest import metrics_url, start_server
@@ -63,6 +66,46 @@ def test_requests_without_the_right_key_are_refused(server, cifake_images) -> No
     for response in refused:
         assert _refused_for_the_token(response), (response.request.url, response.status_code, response.text)
     assert requests.post(predictions, data=image, headers=as_inference, timeout=30).status_code == 200
+
+
+GRPC_MANAGEMENT = "/org.pytorch.serve.grpc.management.ManagementAPIsService/"
+
+
+def test_grpc_needs_the_right_key_and_cannot_register_models(server, cifake_images) -> None:
+    """Both gRPC ports (TorchServe's inference and Open Inference services on one, management on the other) refuse
+    calls without their own key, and the management key cannot register a model (model API off). The management
+    calls go as raw bytes (an empty message is every request's defaults): no TorchServe proto is copied here."""
+    client, run_dir = server
+    ports = TorchServeConfig.load(run_dir / "config.properties").ports
+    keys = read_keys(client.key_file)
+    with grpc.insecure_channel(f"127.0.0.1:{ports.grpc_management}") as channel:
+        def management(method: str, key: str | None) -> bytes:
+            call = channel.unary_unary(GRPC_MANAGEMENT + method)   # no serializers: bytes in, bytes out
+            return call(b"", timeout=30, metadata=[("authorization", f"Bearer {key}")] if key else [])
+
+        for key in (None, "not-the-key", keys["inference"]):
+            with pytest.raises(grpc.RpcError) as denied:
+                management("ListModels", key)
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert b'"models"' in management("ListModels", keys["management"])   # the management key is accepted
+        with pytest.raises(grpc.RpcError) as disabled:
+            management("RegisterModel", keys["management"])
+        assert disabled.value.code() == grpc.StatusCode.PERMISSION_DENIED and "disabled" in disabled.value.details()
+    target = f"127.0.0.1:{ports.grpc_inference}"
+    for authorization, key_file in ((False, None), (True, _key_file_with(run_dir, "management"))):
+        with pytest.raises(grpc.RpcError) as denied:
+            OipGrpcClient(target, key_file=key_file, authorization=authorization).predict(cifake_images[0][1])
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert OipGrpcClient(target, key_file=client.key_file).predict(cifake_images[0][1])["label"]
+
+
+def _key_file_with(run_dir: Path, kind: str) -> Path:
+    """A key file whose inference key is the ``kind`` key (to send the wrong key through a client)."""
+    keys = json.loads((run_dir / "key_file.json").read_text())
+    keys["inference"] = keys[kind]
+    path = run_dir / f"key_file_as_{kind}.json"
+    path.write_text(json.dumps(keys))
+    return path
 
 
 def test_model_registration_is_disabled_by_default(server) -> None:
