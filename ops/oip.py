@@ -16,6 +16,7 @@ an image the server refuses arrives with status OK, its JSON error in the ``erro
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +24,28 @@ import grpc
 from tritonclient.grpc import service_pb2 as messages
 
 from detector.oip import INPUT_NAME, ProtocolError, read_rows
-from ops.client import ImageRefused, read_keys
+from ops.client import BACKOFF_S, RETRIES, ImageRefused, backoff_delay, read_keys
 
 TORCHSERVE_SERVICE = "/org.pytorch.serve.grpc.openinference.GRPCInferenceService/"
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024   # config.properties max_request_size (24 MiB) and a margin
 
 
+def is_retriable_rpc(error: grpc.RpcError) -> bool:
+    """What a retry may turn into an answer, as ``ops.client.is_retriable`` over HTTP: the server unreachable (a
+    restart), its queue full ("has no worker to serve inference request") or the batch's worker lost."""
+    details = error.details() or ""
+    return error.code() == grpc.StatusCode.UNAVAILABLE or (
+        error.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+        and ("no worker to serve" in details or "Worker died" in details))
+
+
 class OipGrpcClient:
-    """ModelInfer, ModelReady and ServerLive on TorchServe's gRPC inference port, with the inference key."""
+    """ModelInfer, ModelReady and ServerLive on TorchServe's gRPC inference port, with the inference key; retriable
+    failures are retried ``retries`` times with ``ops.client``'s jittered backoff."""
 
     def __init__(self, target: str = "127.0.0.1:7070", key_file: Path | None = None, model: str = "ai_detector",
-                 timeout: float = 60.0, authorization: bool = True) -> None:
+                 timeout: float = 60.0, authorization: bool = True, retries: int = RETRIES,
+                 backoff: float = BACKOFF_S) -> None:
         self.target = target
         self.channel = grpc.insecure_channel(target, options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                                                               ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
@@ -41,6 +53,8 @@ class OipGrpcClient:
         self.model = model
         self.timeout = timeout
         self.authorization = authorization
+        self.retries = retries
+        self.backoff = backoff
 
     def close(self) -> None:
         self.channel.close()
@@ -51,9 +65,17 @@ class OipGrpcClient:
         response_type = getattr(messages, f"{method}Response")
         stub = self.channel.unary_unary(TORCHSERVE_SERVICE + method, request_serializer=type(request).SerializeToString,
                                         response_deserializer=response_type.FromString)
-        metadata = ([("authorization", f"Bearer {read_keys(self.key_file)['inference']}")]
-                    if self.authorization else [])
-        return stub(request, timeout=self.timeout, metadata=metadata)
+        attempt = 0
+        while True:
+            metadata = ([("authorization", f"Bearer {read_keys(self.key_file)['inference']}")]
+                        if self.authorization else [])
+            try:
+                return stub(request, timeout=self.timeout, metadata=metadata)
+            except grpc.RpcError as error:
+                if attempt >= self.retries or not is_retriable_rpc(error):
+                    raise
+            time.sleep(backoff_delay(attempt, self.backoff))
+            attempt += 1
 
     def infer(self, images: list[bytes | str | Path], model: str | None = None, version: str | None = None,
               request_id: str = "") -> list[dict[str, Any]]:
