@@ -79,7 +79,7 @@ def parse_request(payload: Any, header_length: int | None, max_images: int) -> I
         binary = b"" if header_length is None else bytes(payload[header_length:])
         try:
             document = json.loads(head)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             if header_length is None:
                 return None
             raise ProtocolError(f"the inference header ({header_length} bytes) is not JSON: {exc}") from None
@@ -104,7 +104,10 @@ def parse_request(payload: Any, header_length: int | None, max_images: int) -> I
         raise ProtocolError("the request holds no image")
     if count > max_images:
         raise ProtocolError(f"{count} images in one request; at most {max_images} (send more requests)", status=413)
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    parameters = tensor.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise ProtocolError(f"input parameters must be an object, not {parameters!r}")
+    size = parameters.get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= len(binary):
             raise ProtocolError(f"binary_data_size {size!r} does not fit the {len(binary)} bytes after the header")
@@ -117,10 +120,19 @@ def parse_request(payload: Any, header_length: int | None, max_images: int) -> I
 
 
 def flatten(data: Any) -> list[Any]:
-    """JSON tensor data, row-major (the protocol allows nested lists)."""
+    """JSON tensor data, row-major (the protocol allows nested lists); iterative, whatever the nesting."""
     if not isinstance(data, list):
         raise ProtocolError("input 'data' must be a list of base64 strings")
-    return [leaf for element in data for leaf in (flatten(element) if isinstance(element, list) else [element])]
+    leaves, stack = [], [iter(data)]
+    while stack:
+        element = next(stack[-1], stack)
+        if element is stack:
+            stack.pop()
+        elif isinstance(element, list):
+            stack.append(iter(element))
+        else:
+            leaves.append(element)
+    return leaves
 
 
 def split_bytes_tensor(raw: bytes) -> list[bytes]:

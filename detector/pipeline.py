@@ -80,8 +80,8 @@ def extract_image_bytes(request: dict[str, Any]) -> bytes:
         if payload[:1] == b"{":  # JSON that TorchServe did not decode (wrong content type or decoding off)
             try:
                 return _decode_base64_json(json.loads(payload))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                pass  # not JSON after all: let the image decoder judge the bytes
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                pass  # not JSON it can read (or nested past the parser's depth): let the image decoder judge the bytes
         return bytes(payload)
     if isinstance(payload, str):  # a KServe v1 instance {"data": "<base64>"}, or a text body
         try:

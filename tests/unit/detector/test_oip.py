@@ -15,9 +15,9 @@ from detector.oip import (ERROR_LABEL, InferRequest, ProtocolError, infer_respon
 SPECS = output_specs(("REAL", "FAKE"), domain_gate=True)
 
 
-def request(data: list, shape: list | None = None, datatype: str = "BYTES", **extra) -> dict:
-    return {"inputs": [{"name": "image", "datatype": datatype, "shape": [len(data)] if shape is None else shape,
-                        "data": data}], **extra}
+def request(data: list, shape: list | None = None, datatype: str = "BYTES", parameters=None, **extra) -> dict:
+    tensor = {"name": "image", "datatype": datatype, "shape": [len(data)] if shape is None else shape, "data": data}
+    return {"inputs": [tensor if parameters is None else {**tensor, "parameters": parameters}], **extra}
 
 
 def binary_body(files: list[bytes]) -> tuple[bytes, int]:
@@ -42,13 +42,21 @@ def test_json_and_binary_requests_give_one_pipeline_item_per_image_in_order() ->
     assert parse_request(body, length, 32) == InferRequest("b", [{"body": f} for f in files])
     nested = request([["YQ=="], ["Yg=="]], shape=[2, 1])
     assert [item["body"]["b64"] for item in parse_request(nested, None, 32).items] == ["YQ==", "Yg=="]
+    deep = "Yw=="
+    for _ in range(5000):   # deeper than Python's recursion limit: still one element, no RecursionError
+        deep = [deep]
+    assert parse_request(request([deep], shape=[1]), None, 32).items == [{"body": {"b64": "Yw=="}}]
+    hostile = b'{"inputs":' + b"[" * 100000
+    assert parse_request(hostile, None, 32) is None   # not JSON it can read: the image decoder refuses it
+    with pytest.raises(ProtocolError):
+        parse_request(hostile, len(hostile), 32)
 
 
 @pytest.mark.parametrize("payload, status", [
     (request([], shape=[0]), 400), (request(["YQ=="], datatype="FP32"), 400), (request(["YQ=="], shape=[2]), 400),
     (request(["YQ=="], shape=[-1]), 400), ({"inputs": []}, 400), ({"inputs": "x"}, 400),
     ({"inputs": [request(["YQ=="])["inputs"][0]] * 2}, 400), (request("YQ==", shape=[1]), 400),
-    (request(["YQ=="] * 33), 413)])
+    (request(["YQ=="], parameters=[1]), 400), (request(["YQ=="] * 33), 413)])
 def test_malformed_requests_are_refused_whole(payload: dict, status: int) -> None:
     with pytest.raises(ProtocolError) as refused:
         parse_request(payload, None, 32)

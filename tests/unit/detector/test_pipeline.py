@@ -53,6 +53,12 @@ def test_extract_image_bytes_rejects_with_typed_errors(request_dict: dict, kind:
     assert (caught.value.kind, caught.value.status) == (kind, status)
 
 
+def test_json_nested_past_the_parsers_depth_is_left_to_the_image_decoder() -> None:
+    """A hostile body must fail as its own request (415 from the decoder), never as the batch's exception."""
+    hostile = b'{"image":' + b"[" * 100000
+    assert extract_image_bytes({"body": hostile}) == hostile
+
+
 def test_decode_batch_keeps_good_requests_and_records_bad_ones() -> None:
     metadata = ModelMetadata()
     prepared = decode_batch([{"body": JPEG}, {"body": b"junk"}, {"data": encode(photo(500, 300), "PNG")}],
