@@ -23,6 +23,7 @@ KEY_FILE_ENV = "AI_DETECTOR_KEY_FILE"
 # (500, 507 seen in 0.12 for a SIGKILLed worker, or 413 when TorchServe reads exit code 137 as OOM).
 RETRIABLE_STATUSES = (502, 503, 504)
 WORKER_DIED_STATUSES = (500, 507, 413)
+REFUSAL_STATUSES = (400, 413, 415)   # the handler's answers to an image it cannot classify
 RETRIES = 4          # tries before the retriable answer goes to the caller
 BACKOFF_S = 0.25     # the first retry's delay; each later one doubles it (0.25, 0.5, 1, 2 s)
 
@@ -52,8 +53,11 @@ class ImageRefused(requests.HTTPError):
 
     @classmethod
     def of(cls, body: Any, response: requests.Response | None = None) -> "ImageRefused | None":
-        """The refusal in a JSON error body ({"code", "type", "message"}, the handler's), else None."""
-        if isinstance(body, dict) and {"code", "type", "message"} <= body.keys():
+        """The refusal in the handler's JSON error body ({"code", "type", "message"}), else None. TorchServe's own
+        errors have the same fields, but their type names a Java exception (``InvalidKeyException`` for a wrong key,
+        also a 400; ``ServiceUnavailableException``, ``InternalServerException`` for "Worker died."): no refusal."""
+        if (isinstance(body, dict) and {"code", "type", "message"} <= body.keys() and body["code"] in REFUSAL_STATUSES
+                and not str(body["type"]).endswith("Exception")):
             return cls(int(body["code"]), str(body["type"]), str(body["message"]), response)
         return None
 

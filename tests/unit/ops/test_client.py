@@ -69,8 +69,12 @@ def test_input_errors_are_not_retried_and_raise_the_typed_refusal(scripted) -> N
 
 def test_failures_that_are_not_refusals_stay_plain_http_errors(scripted) -> None:
     client, script, _ = scripted
-    script.extend([(400, {"code": 400, "type": "InvalidKeyException"}), (404, {"message": "no model"})])
-    for _ in range(2):
+    wrong_key = {"code": 400, "type": "InvalidKeyException",
+                 "message": "Token Authorization failed. Token either incorrect, expired, or not provided correctly"}
+    not_found = {"code": 404, "type": "ModelNotFoundException", "message": "Model not found: nope"}
+    script.extend([(400, wrong_key), (404, not_found), (400, {"code": 400, "type": "InvalidKeyException"}),
+                   (404, {"message": "no model"})])
+    for _ in range(4):
         with pytest.raises(requests.HTTPError) as failed:
             client.predict(b"image")
         assert not isinstance(failed.value, ImageRefused)
