@@ -88,8 +88,7 @@ def measure_bare(artifacts: Path, backend: str, images: list[bytes], rounds: int
     pipeline = served_pipeline(artifacts, backend, None)
     specs = output_specs(pipeline.metadata.class_names, pipeline.point.domain_threshold is not None)
     batches = bare_batches(images)
-    answers = [pipeline.run([{"body": image} for image in images[i:i + BATCH]]).responses
-               for i in range(0, len(images) - BATCH + 1, BATCH)]
+    answers = [pipeline.run(requests_).responses for requests_, _ in batches["rest"]]
 
     def handle(work: list, run_pipeline: bool) -> None:
         for (requests_, context), responses in zip(work, answers):

@@ -55,6 +55,7 @@ class OipGrpcClient:
         self.authorization = authorization
         self.retries = retries
         self.backoff = backoff
+        self.stubs: dict[str, Any] = {}
 
     def close(self) -> None:
         self.channel.close()
@@ -62,9 +63,11 @@ class OipGrpcClient:
     def call(self, method: str, request: Any) -> Any:
         """One unary call of TorchServe's GRPCInferenceService; ``grpc.RpcError`` for a refused call (no key:
         PERMISSION_DENIED, unknown model: NOT_FOUND)."""
-        response_type = getattr(messages, f"{method}Response")
-        stub = self.channel.unary_unary(TORCHSERVE_SERVICE + method, request_serializer=type(request).SerializeToString,
-                                        response_deserializer=response_type.FromString)
+        stub = self.stubs.get(method)
+        if stub is None:   # one per method and channel, not per call
+            stub = self.stubs[method] = self.channel.unary_unary(
+                TORCHSERVE_SERVICE + method, request_serializer=type(request).SerializeToString,
+                response_deserializer=getattr(messages, f"{method}Response").FromString)
         attempt = 0
         while True:
             metadata = ([("authorization", f"Bearer {read_keys(self.key_file)['inference']}")]
